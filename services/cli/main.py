@@ -1,0 +1,107 @@
+"""The `quanzu` administration command (contract §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from services.cli import admin
+from shared import migrate
+from shared.settings import CommonSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quanzu", description="Administer Quanzu, the anti-fraud dissuasion dispatcher.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the whole system (embedded database and broker unless configured)")
+    run.add_argument("--no-demo", action="store_true", help="do not load the demo district")
+    sub.add_parser("migrate", help="apply the database migrations of every service")
+    sub.add_parser("demo", help="load the demo district and print its keys")
+
+    source = sub.add_parser("source", help="upstream warning systems").add_subparsers(dest="action", required=True)
+    add = source.add_parser("add", help="register a source and print its API key once")
+    add.add_argument("name")
+    add.add_argument("--rate-per-s", type=float, default=100.0, help="records per second (default 100)")
+    revoke = source.add_parser("revoke", help="revoke a source and all its keys")
+    revoke.add_argument("name")
+
+    areas = sub.add_parser("areas", help="the area registry").add_subparsers(dest="action", required=True)
+    imp = areas.add_parser("import", help="import area_code,area_name,station,street,district rows (idempotent)")
+    imp.add_argument("file", type=Path)
+    areas.add_parser("republish", help="publish every area again (rebuilds the other services' copies)")
+
+    outbox = sub.add_parser("outbox", help="the services' outboxes").add_subparsers(dest="action", required=True)
+    replay = outbox.add_parser("replay", help="republish every event since TIME (after a broker lost its data)")
+    replay.add_argument("--since", required=True, type=_aware_datetime, help="ISO 8601 with offset")
+    return p
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T08:00:00+08:00)") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add e.g. +08:00)")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        from services.cli.run import run
+
+        return run(load_demo=not args.no_demo)
+    try:
+        settings = CommonSettings()
+    except ValidationError as exc:
+        print(f"quanzu: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, settings)
+    except admin.AdminError as exc:
+        print(f"quanzu: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:
+        print(f"quanzu: cannot reach the database ({exc}). Is `make run` up, or QUANZU_DATABASE_URL set?", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
+    if args.command == "migrate":
+        migrate.upgrade(settings.require_database_url())
+        print("migrations applied")
+    elif args.command == "demo":
+        demo = asyncio.run(admin.demo(settings))
+        print(f"areas: {demo.areas.created} created, {demo.areas.updated} updated, {demo.areas.unchanged} unchanged")
+        for name, key in demo.sources.items():
+            print(f"source {name}: API key {key}")
+    elif args.command == "source" and args.action == "add":
+        key = asyncio.run(admin.source_add(settings, args.name, args.rate_per_s))
+        print(f"source {args.name} registered. Its API key, shown only now:\n{key}")
+    elif args.command == "source" and args.action == "revoke":
+        asyncio.run(admin.source_revoke(settings, args.name))
+        print(f"source {args.name} revoked")
+    elif args.command == "areas" and args.action == "import":
+        try:
+            data = args.file.read_bytes()
+        except OSError as exc:
+            raise admin.AdminError(f"cannot read {args.file}: {exc.strerror}") from None
+        s = asyncio.run(admin.areas_import(settings, data))
+        print(f"areas: {s.created} created, {s.updated} updated, {s.unchanged} unchanged")
+    elif args.command == "areas" and args.action == "republish":
+        print(f"{asyncio.run(admin.areas_republish(settings))} areas republished")
+    elif args.command == "outbox" and args.action == "replay":
+        counts = asyncio.run(admin.outbox_replay(settings, args.since))
+        print(", ".join(f"{svc}: {n} events requeued" for svc, n in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Feedback's schema and its plumbing tables."""
+
+from sqlmodel import SQLModel
+
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "feedback"
+OUTBOX = outbox_table(SQLModel.metadata, SCHEMA)
+INBOX = inbox_table(SQLModel.metadata, SCHEMA)

@@ -1,0 +1,10 @@
+"""Intake's schema and its plumbing tables."""
+
+from sqlmodel import SQLModel
+
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "intake"
+OUTBOX = outbox_table(SQLModel.metadata, SCHEMA)
+INBOX = inbox_table(SQLModel.metadata, SCHEMA)

@@ -1,0 +1,179 @@
+"""Intake's HTTP surface for upstream systems (contract §1). Thin: parse, call the service, answer."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse
+
+from services.intake.deps import SessionDep, SourceDep, StateDep
+from services.intake.metrics import WARNINGS_RECEIVED
+from services.intake.sources.models import SourceIdentity
+from services.intake.sources.policy import retry_after_header
+from services.intake.warnings import service
+from services.intake.warnings.models import BatchCreate, WarningAccepted, WarningCreate, WarningPublic
+from services.intake.warnings.policy import Verdict, record_errors, unassigned_detail
+from shared.events import FRAUD_TYPES, RISK_LEVELS
+from shared.http import read_json
+from shared.personal import mask_subject
+from shared.problems import Problem, field_errors, validation_problem
+
+router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
+
+_PROBLEM = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, **_PROBLEM}
+    for code, text in {
+        400: "Malformed JSON",
+        401: "Missing or unknown API key",
+        409: "Same external_id with different content",
+        413: "Body too large",
+        415: "Not JSON",
+        422: "Invalid record",
+        429: "Rate limit exceeded (see Retry-After)",
+        503: "Cannot store right now (see Retry-After)",
+    }.items()
+}
+
+
+def _body_schema(model: type[Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def _throttle(state: StateDep, source: SourceIdentity, cost: int) -> None:
+    wait = state.sources.throttle(source, cost)
+    if wait is not None:
+        raise Problem(
+            429,
+            "Too many requests",
+            f"Source {source.name!r} exceeds its rate limit of {source.rate_per_s:g} records/s.",
+            type="rate-limited",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+
+
+def _parse(item: Any, source: str, state: StateDep, *, prefix: str = "") -> WarningCreate | list[dict[str, str]]:
+    """A validated record, or the field errors that make it invalid."""
+    if not isinstance(item, dict):
+        return [{"field": prefix.rstrip(".") or "(body)", "message": "must be a JSON object"}]
+    try:
+        record = WarningCreate.model_validate(item)
+    except ValidationError as exc:
+        return [{**e, "field": prefix + e["field"]} for e in field_errors(exc)]
+    skew = timedelta(seconds=state.settings.max_clock_skew_s)
+    errors = record_errors(record, source=source, now=datetime.now(UTC), max_skew=skew)
+    return [{**e, "field": prefix + e["field"]} for e in errors] or record
+
+
+def _label(raw: Any, key: str, allowed: tuple[str, ...]) -> str:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if value in allowed else "invalid"
+
+
+def _count(source: str, raw: Any, result: str) -> None:
+    WARNINGS_RECEIVED.labels(
+        source, _label(raw, "fraud_type", FRAUD_TYPES), _label(raw, "risk_level", RISK_LEVELS), result
+    ).inc()
+
+
+def _accepted_body(result: service.Accepted) -> dict[str, Any]:
+    return WarningAccepted(
+        id=result.id,
+        duplicate=result.verdict is Verdict.DUPLICATE,
+        assigned=result.assigned,
+        queue=None if result.assigned else "unassigned",
+    ).model_dump(mode="json", exclude_none=True)
+
+
+@router.post("", status_code=202, response_model=WarningAccepted, responses=_ERRORS, openapi_extra=_body_schema(WarningCreate))
+async def post_warning(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> JSONResponse:
+    _throttle(state, source, 1)
+    raw = await read_json(request, state.settings.max_body_bytes)
+    parsed = _parse(raw, source.name, state)
+    if isinstance(parsed, list):
+        _count(source.name, raw, "rejected")
+        raise validation_problem(parsed, "The warning record is invalid.")
+    [result] = await service.accept(
+        session,
+        source.name,
+        [parsed],
+        known_areas=state.areas,
+        subject_secret=state.settings.subject_key_secret.get_secret_value(),
+    )
+    if result.verdict is Verdict.CONFLICT:
+        _count(source.name, raw, "rejected")
+        raise Problem(
+            409,
+            "Conflict",
+            f"external_id {parsed.external_id!r} was already posted by this source with different content.",
+            type="idempotency-conflict",
+            extra={"id": str(result.id)},
+        )
+    body = _accepted_body(result)
+    if not result.assigned and result.verdict is Verdict.ACCEPTED:
+        body["detail"] = unassigned_detail(parsed.area_code)
+    # Counted after the commit (background tasks run once the response is sent): a 503 counts nothing.
+    counted = "duplicate" if result.verdict is Verdict.DUPLICATE else "accepted"
+    return JSONResponse(body, 202, background=BackgroundTask(_count, source.name, raw, counted))
+
+
+@router.post("/batch", responses=_ERRORS, openapi_extra=_body_schema(BatchCreate))
+async def post_batch(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> JSONResponse:
+    """Up to 1,000 records; `results` answers each in request order with the status a single post would get."""
+    raw = await read_json(request, state.settings.batch_max_bytes)
+    try:
+        batch = BatchCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_problem(field_errors(exc), "The body must be {\"warnings\": [...]}.") from None
+    limit = state.settings.batch_max_records
+    if len(batch.warnings) > limit:
+        raise Problem(413, "Payload too large", f"A batch holds at most {limit} records.", type="batch-too-large")
+    _throttle(state, source, max(len(batch.warnings), 1))
+
+    parsed = [_parse(item, source.name, state, prefix=f"warnings[{i}].") for i, item in enumerate(batch.warnings)]
+    valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, WarningCreate)]
+    accepted = await service.accept(
+        session,
+        source.name,
+        [p for _, p in valid],
+        known_areas=state.areas,
+        subject_secret=state.settings.subject_key_secret.get_secret_value(),
+    )
+    by_index = dict(zip((i for i, _ in valid), accepted, strict=True))
+    results: list[dict[str, Any]] = []
+    outcomes: list[tuple[Any, str]] = []
+    for i, item in enumerate(parsed):
+        result = by_index.get(i)
+        if isinstance(item, list):
+            results.append({"index": i, "status": 422, "errors": item})
+            outcomes.append((batch.warnings[i], "rejected"))
+        elif result is not None and result.verdict is Verdict.CONFLICT:
+            results.append(
+                {"index": i, "status": 409, "id": str(result.id), "detail": "same external_id, different content"}
+            )
+            outcomes.append((batch.warnings[i], "rejected"))
+        elif result is not None:
+            results.append({"index": i, "status": 202, **_accepted_body(result)})
+            outcomes.append((batch.warnings[i], "duplicate" if result.verdict is Verdict.DUPLICATE else "accepted"))
+    summary = {k: sum(1 for _, r in outcomes if r == k) for k in ("accepted", "duplicate", "rejected")}
+
+    def count_all() -> None:
+        for item, result in outcomes:
+            _count(source.name, item, result)
+
+    return JSONResponse({"results": results, **summary}, 200, background=BackgroundTask(count_all))
+
+
+@router.get("/{warning_id}", response_model=WarningPublic, responses=_ERRORS)
+async def get_warning(warning_id: uuid.UUID, source: SourceDep, session: SessionDep) -> WarningPublic:
+    """The record as stored, personal fields masked. A source sees only its own records."""
+    warning = await service.get_for_source(session, warning_id, source.name)
+    if warning is None:
+        raise Problem(404, "Not found", "No such warning for this source.", type="not-found")
+    masked = mask_subject(warning.subject)
+    return WarningPublic.model_validate({**warning.model_dump(), "subject": masked})

@@ -1,0 +1,43 @@
+"""Rules of acceptance: pure functions over validated records."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import orjson
+
+from services.intake.warnings.models import WarningCreate
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+def content_hash(record: WarningCreate) -> str:
+    """What "the same content" means for idempotency: the normalised record, so `+86 138…` equals `138…`."""
+    canonical = record.model_dump(mode="json", exclude={"source"})
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def replay_verdict(stored_hash: str, new_hash: str) -> Verdict:
+    return Verdict.DUPLICATE if stored_hash == new_hash else Verdict.CONFLICT
+
+
+def record_errors(record: WarningCreate, *, source: str, now: datetime, max_skew: timedelta) -> list[dict[str, str]]:
+    """Checks that need the caller or the clock, beyond the record's own shape."""
+    errors = []
+    if record.source is not None and record.source != source:
+        errors.append({"field": "source", "message": f"does not match the API key's source {source!r}"})
+    if record.issued_at > now + max_skew:
+        errors.append({"field": "issued_at", "message": "is in the future"})
+    return errors
+
+
+def unassigned_detail(area_code: str | None) -> str:
+    if area_code is None:
+        return "No area_code: the case goes to the district's unassigned queue for a supervisor to assign."
+    return f"area_code {area_code!r} is not in the area registry: the case goes to the district's unassigned queue."

@@ -1,0 +1,132 @@
+"""Accepting warnings: de-duplicate, store, and enqueue `warning.received` in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.intake.db import OUTBOX
+from services.intake.warnings import repository
+from services.intake.warnings.models import Warning, WarningCreate
+from services.intake.warnings.policy import Verdict, content_hash, replay_verdict
+from shared.events import Envelope, SubjectData, Topic, WarningReceivedV1
+from shared.outbox import enqueue_many
+from shared.personal import subject_key
+
+EVENT_SOURCE = "quanzu/intake"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    verdict: Verdict
+    id: uuid.UUID
+    assigned: bool
+
+
+async def accept(
+    session: AsyncSession,
+    source: str,
+    records: list[WarningCreate],
+    *,
+    known_areas: Container[str],
+    subject_secret: str,
+) -> list[Accepted]:
+    """Store the new records and their events; flush only (the caller's unit of work commits).
+
+    Results are in the order of `records`. A record whose (source, external_id) is already stored is a
+    duplicate if its normalised content is the same, else a conflict; within one batch the first
+    occurrence of an external_id wins and later ones are judged against it.
+    """
+    now = datetime.now(UTC)
+    hashes = [content_hash(r) for r in records]
+    first: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        if record.external_id in first:
+            continue
+        first[record.external_id] = i
+        rows.append(_row(record, source, hashes[i], now, known_areas, subject_secret))
+
+    inserted = await repository.insert_new(session, rows)
+    existing = await repository.find_existing(
+        session, source, [r["external_id"] for r in rows if r["id"] not in inserted]
+    )
+    fresh = {r["external_id"]: r for r in rows if r["id"] in inserted}
+
+    results: list[Accepted] = []
+    for i, record in enumerate(records):
+        ext = record.external_id
+        if ext in fresh:
+            row = fresh[ext]
+            if first[ext] == i:
+                results.append(Accepted(Verdict.ACCEPTED, row["id"], row["assigned"]))
+            else:
+                results.append(Accepted(replay_verdict(row["content_hash"], hashes[i]), row["id"], row["assigned"]))
+        else:
+            stored_id, stored_hash, assigned = existing[ext]
+            results.append(Accepted(replay_verdict(stored_hash, hashes[i]), stored_id, assigned))
+
+    await enqueue_many(
+        session,
+        OUTBOX,
+        [(Topic.WARNINGS_RECEIVED, row["subject_key"], _event(row)) for row in fresh.values()],
+    )
+    return results
+
+
+def _row(
+    record: WarningCreate,
+    source: str,
+    digest: str,
+    now: datetime,
+    known_areas: Container[str],
+    secret: str,
+) -> dict[str, Any]:
+    subject = record.subject
+    return {
+        "id": uuid.uuid4(),
+        "source": source,
+        "external_id": record.external_id,
+        "content_hash": digest,
+        "received_at": now,
+        "issued_at": record.issued_at,
+        "area_code": record.area_code,
+        "assigned": record.area_code is not None and record.area_code in known_areas,
+        "fraud_type": record.fraud_type,
+        "risk_level": record.risk_level,
+        "in_progress": record.in_progress,
+        "amount_at_risk": record.amount_at_risk,
+        "subject_key": subject_key(secret, phone=subject.phone, id_number=subject.id_number),
+        "subject": subject.model_dump(mode="json"),
+        "evidence": record.evidence.model_dump(mode="json"),
+    }
+
+
+def _event(row: dict[str, Any]) -> Envelope:
+    data = WarningReceivedV1(
+        warning_id=row["id"],
+        source=row["source"],
+        external_id=row["external_id"],
+        issued_at=row["issued_at"],
+        received_at=row["received_at"],
+        subject=SubjectData.model_validate(row["subject"]),
+        subject_key=row["subject_key"],
+        area_code=row["area_code"],
+        assigned=row["assigned"],
+        fraud_type=row["fraud_type"],
+        risk_level=row["risk_level"],
+        in_progress=row["in_progress"],
+        amount_at_risk=row["amount_at_risk"],
+        evidence=row["evidence"],
+    )
+    return Envelope.new(WarningReceivedV1.TYPE, EVENT_SOURCE, data, subject=str(row["id"]))
+
+
+async def get_for_source(session: AsyncSession, warning_id: uuid.UUID, source: str) -> Warning | None:
+    warning = await repository.get(session, warning_id)
+    return warning if warning is not None and warning.source == source else None

@@ -1,0 +1,1 @@
+"""Code the three Quanzu services share: settings, database, events, Kafka plumbing, metrics, problems."""

@@ -1,0 +1,105 @@
+"""What every service's app is made of: engine, sessions, producer, background tasks, problems, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+from prometheus_client import Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import problems
+from shared.db import SessionFactory, make_engine, make_session_factory
+from shared.health import Check, database_check, operations_router
+from shared.http import RequestTimer
+from shared.kafka import make_producer
+from shared.logs import configure_logging
+from shared.outbox import OutboxRelay
+from shared.runtime import Background, Runner
+from shared.settings import CommonSettings
+
+
+@dataclass
+class Runtime:
+    """The resources a service's lifespan owns and closes."""
+
+    service: str
+    settings: CommonSettings
+    engine: AsyncEngine
+    factory: SessionFactory
+    producer: AIOKafkaProducer
+    runners: dict[str, Runner] = field(default_factory=dict)
+    background: Background | None = None
+
+    @classmethod
+    def open(cls, service: str, settings: CommonSettings) -> Runtime:
+        engine = make_engine(
+            settings.require_database_url(), pool_size=settings.db_pool_size, application_name=f"quanzu-{service}"
+        )
+        producer = make_producer(settings.kafka_bootstrap_servers, client_id=f"quanzu-{service}")
+        return cls(service, settings, engine, make_session_factory(engine), producer)
+
+    def relay(self, outbox: sa.Table) -> OutboxRelay:
+        relay = OutboxRelay(
+            service=self.service,
+            engine=self.engine,
+            database_url=self.settings.require_database_url(),
+            table=outbox,
+            producer=self.producer,
+        )
+        self.runners["outbox-relay"] = relay.run
+        return relay
+
+    def start(self) -> None:
+        self.background = Background(
+            self.producer, self.runners, bootstrap_servers=self.settings.kafka_bootstrap_servers
+        )
+        self.background.start()
+
+    async def close(self) -> None:
+        if self.background is not None:
+            await self.background.stop()
+        await self.engine.dispose()
+
+    def checks(self) -> dict[str, Check]:
+        broker: Check = self.background.broker_reachable if self.background else _never
+        return {"database": database_check(self.engine), "broker": broker}
+
+
+async def _never() -> bool:
+    return False
+
+
+def make_app(
+    *,
+    title: str,
+    description: str,
+    settings: CommonSettings,
+    runtime: Callable[[FastAPI], AbstractAsyncContextManager[Runtime]],
+    request_histogram: Histogram,
+    routers: list[Any],
+) -> FastAPI:
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime(app) as rt:
+            app.state.runtime = rt
+            rt.start()
+            try:
+                yield
+            finally:
+                await rt.close()
+
+    app = FastAPI(title=title, version="1", description=description, lifespan=lifespan)
+    problems.install(app)
+    app.add_middleware(RequestTimer, histogram=request_histogram)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(operations_router(lambda: app.state.runtime.checks()))
+    return app

@@ -1,0 +1,53 @@
+"""Idempotent consumption: each handled event id is recorded in the same transaction as its effects."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import SessionFactory, unit_of_work
+from shared.events import Envelope
+from shared.kafka import Handler
+
+
+def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
+    return sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        schema=schema,
+    )
+
+
+async def claim(session: AsyncSession, table: sa.Table, consumer: str, event_id: uuid.UUID) -> bool:
+    """True the first time `consumer` sees `event_id`; False for a redelivery."""
+    stmt = (
+        insert(table)
+        .values(consumer=consumer, event_id=event_id)
+        .on_conflict_do_nothing()
+        .returning(table.c.event_id)
+    )
+    conn = await session.connection()
+    return (await conn.execute(stmt)).first() is not None
+
+
+SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+def transactional(
+    factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler
+) -> Handler:
+    """Wrap a handler so it runs once per event id, in one transaction with the inbox record."""
+
+    async def handle(envelope: Envelope) -> None:
+        async with unit_of_work(factory) as session:
+            if await claim(session, table, consumer, envelope.id):
+                await handler(session, envelope)
+
+    return handle

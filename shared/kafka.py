@@ -1,0 +1,196 @@
+"""Kafka plumbing every service uses: an acknowledged producer, topic creation, and the consumer loop.
+
+At-least-once everywhere: the producer waits for all in-sync replicas (acks=all, no idempotent producer:
+the development broker rejects it), consumers commit offsets only after handling, and handlers are
+idempotent by event id (see `shared.inbox`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from shared.db import is_database_unavailable
+from shared.events import TOPIC_PARTITIONS, Envelope, dead_letter_topic
+from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES, EVENTS_HANDLED
+
+log = logging.getLogger(__name__)
+
+
+class PoisonMessage(Exception):
+    """A message that can never be handled (bad shape, unknown reference): it goes to the dead-letter topic."""
+
+
+def make_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        request_timeout_ms=10_000,
+        retry_backoff_ms=200,
+        max_request_size=2 * 1024 * 1024,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Iterable[str] | None = None, *, replication: int = 1) -> None:
+    """Create the topics that do not exist yet, with the partition counts of `TOPIC_PARTITIONS`."""
+    wanted = {t: TOPIC_PARTITIONS[t] for t in (topics or TOPIC_PARTITIONS)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, n, replication) for t, n in wanted.items() if t not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Consumes topics as a group, hands each envelope to `handler`, commits after handling.
+
+    A message that cannot be decoded, or whose handler raises `PoisonMessage` or a validation error, or
+    that keeps failing for another reason, goes to `<topic>.dlq` with the error in its headers, and the
+    partition moves on. An unreachable database is not the message's fault: that is retried until it
+    comes back, without dead-lettering anything.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group: str,
+        topics: list[str],
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        max_attempts: int = 3,
+        lag_interval_s: float = 5.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.group = group
+        self.topics = topics
+        self.handler = handler
+        self.producer = producer
+        self.max_attempts = max_attempts
+        self.lag_interval_s = lag_interval_s
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+        )
+        self._consumer = consumer
+        while True:
+            try:
+                await consumer.start()
+                break
+            except KafkaError as exc:
+                log.warning("consumer %s cannot reach the broker yet: %s", self.group, exc)
+                await asyncio.sleep(1)
+        lag_task = asyncio.create_task(self._export_lag(consumer))
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._handle(record)
+                    try:
+                        await consumer.commit({tp: records[-1].offset + 1})
+                    except CommitFailedError:
+                        # A rebalance took the partition; its new owner re-reads, and handlers are idempotent.
+                        log.info("commit for %s lost to a rebalance", tp)
+        finally:
+            lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_task
+            await consumer.stop()
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            envelope = Envelope.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, f"undecodable envelope: {_short(exc)}")
+            return
+        attempts = 0
+        while True:
+            try:
+                await self.handler(envelope)
+                EVENTS_HANDLED.labels(record.topic, self.group, "handled").inc()
+                return
+            except (PoisonMessage, ValidationError) as exc:
+                await self._dead_letter(record, f"{type(exc).__name__}: {_short(exc)}")
+                return
+            except Exception as exc:
+                if is_database_unavailable(exc):
+                    log.warning("database unavailable while handling %s; retrying", envelope.id)
+                    await asyncio.sleep(1)
+                    continue
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    log.exception("giving up on event %s after %d attempts", envelope.id, attempts)
+                    await self._dead_letter(record, f"{type(exc).__name__}: {_short(exc)}")
+                    return
+                await asyncio.sleep(0.2 * 2**attempts)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        headers = [
+            *(record.headers or ()),
+            ("dlq.error", error.encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.group", self.group.encode()),
+        ]
+        await self.producer.send_and_wait(
+            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        DLQ_MESSAGES.labels(record.topic).inc()
+        EVENTS_HANDLED.labels(record.topic, self.group, "dead_lettered").inc()
+        log.warning("message %s/%d@%d dead-lettered: %s", record.topic, record.partition, record.offset, error)
+
+    async def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        # The development broker cannot answer list_consumer_group_offsets: compute lag from our own view.
+        while True:
+            await asyncio.sleep(self.lag_interval_s)
+            try:
+                assigned: set[TopicPartition] = consumer.assignment()
+                if not assigned:
+                    continue
+                ends = await consumer.end_offsets(list(assigned))
+                per_topic: dict[str, int] = {}
+                for tp in assigned:
+                    committed = await consumer.committed(tp) or 0
+                    per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends[tp] - committed, 0)
+                for topic, lag in per_topic.items():
+                    CONSUMER_LAG.labels(topic, self.group).set(lag)
+            except Exception as exc:  # lag is best effort; never let it stop consuming
+                log.debug("lag export failed: %s", exc)
+
+
+def _short(exc: BaseException, limit: int = 500) -> str:
+    # Validation errors would echo the input (personal data, on warnings.received): keep field and message only.
+    if isinstance(exc, ValidationError):
+        text = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+    else:
+        text = str(exc)
+    return text.replace("\n", " ")[:limit]

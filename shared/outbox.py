@@ -1,0 +1,221 @@
+"""The transactional outbox: events commit with the state that caused them, then a relay publishes them.
+
+A row is marked published only after the broker acknowledged it (acks=all), so a crash anywhere between
+commit and acknowledgement republishes rather than loses; consumers are idempotent by event id.
+Published rows are kept for `retention` so that `quanzu outbox replay --since` can republish after a
+broker lost its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from datetime import datetime, timedelta
+
+import asyncpg
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import asyncpg_dsn
+from shared.events import Envelope
+from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_SECONDS, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        sa.Column("value", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Index(f"ix_{schema}_outbox_pending", "id", postgresql_where=sa.text("published_at IS NULL")),
+        sa.Index(f"ix_{schema}_outbox_created_at", "created_at"),
+        schema=schema,
+    )
+
+
+def notify_channel(schema: str) -> str:
+    return f"quanzu_outbox_{schema}"
+
+
+def create_notify_trigger_sql(schema: str) -> list[str]:
+    """DDL for migrations: wake the relay when a transaction that wrote outbox rows commits."""
+    channel = notify_channel(schema)
+    return [
+        f"""CREATE OR REPLACE FUNCTION {schema}.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
+        f"""CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify()""",
+    ]
+
+
+async def enqueue(session: AsyncSession, table: sa.Table, topic: str, key: str | None, envelope: Envelope) -> None:
+    await enqueue_many(session, table, [(topic, key, envelope)])
+
+
+async def enqueue_many(
+    session: AsyncSession, table: sa.Table, events: list[tuple[str, str | None, Envelope]]
+) -> None:
+    if not events:
+        return
+    rows = [
+        {
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "topic": topic,
+            "key": key.encode() if key is not None else None,
+            "value": envelope.to_bytes(),
+        }
+        for topic, key, envelope in events
+    ]
+    conn = await session.connection()
+    await conn.execute(sa.insert(table), rows)
+
+
+class OutboxRelay:
+    """Publishes a service's outbox in commit order. One relay publishes at a time per service (an
+    advisory lock), so per-key order on the topic is the order of the outbox, even with replicas."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        engine: AsyncEngine,
+        database_url: str,
+        table: sa.Table,
+        producer: AIOKafkaProducer,
+        batch_size: int = 500,
+        idle_poll_s: float = 1.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.service = service
+        self.engine = engine
+        self.database_url = database_url
+        self.table = table
+        self.producer = producer
+        self.batch_size = batch_size
+        self.idle_poll_s = idle_poll_s
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._lock_key = zlib.crc32(f"quanzu-outbox-{table.schema}".encode())
+        self._last_purge = datetime.min
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        backoff = 0.25
+        try:
+            while True:
+                try:
+                    published = await self.publish_batch()
+                    backoff = 0.25
+                except Exception as exc:
+                    log.warning("outbox %s: publishing failed (%s); retrying in %.1fs", self.service, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if published:
+                    continue
+                await self._update_pending()
+                await self._purge_if_due()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
+                self._wake.clear()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were published (0: none pending or not our turn)."""
+        t = self.table
+        async with self.engine.begin() as conn:
+            got_lock = (await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))).scalar()
+            if not got_lock:
+                return 0
+            rows = (
+                await conn.execute(
+                    sa.select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.created_at)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            async with asyncio.timeout(30):
+                futures = [await self.producer.send(r.topic, value=r.value, key=r.key) for r in rows]
+                await asyncio.gather(*futures)
+            now = (await conn.execute(sa.select(sa.func.now()))).scalar_one()
+            await conn.execute(
+                sa.update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=now)
+            )
+        histogram = OUTBOX_PUBLISH_SECONDS.labels(self.service)
+        for r in rows:
+            histogram.observe(max((now - r.created_at).total_seconds(), 0.0))
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def _update_pending(self) -> None:
+        t = self.table
+        with contextlib.suppress(Exception):
+            async with self.engine.connect() as conn:
+                pending = (
+                    await conn.execute(sa.select(sa.func.count()).where(t.c.published_at.is_(None)))
+                ).scalar_one()
+            OUTBOX_PENDING.labels(self.service).set(pending)
+
+    async def _purge_if_due(self) -> None:
+        now = datetime.now()
+        if now - self._last_purge < timedelta(minutes=10):
+            return
+        self._last_purge = now
+        t = self.table
+        with contextlib.suppress(Exception):
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.delete(t).where(
+                        t.c.published_at.is_not(None), t.c.published_at < sa.func.now() - self.retention
+                    )
+                )
+
+    async def _listen(self) -> None:
+        """LISTEN for commits of outbox rows so the relay publishes at once instead of on its next poll."""
+        channel = notify_channel(str(self.table.schema))
+        while True:
+            try:
+                conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
+            except Exception as exc:
+                log.debug("outbox listener cannot connect: %s", exc)
+                await asyncio.sleep(2)
+                continue
+            try:
+                await conn.add_listener(channel, lambda *_: self._wake.set())
+                while not conn.is_closed():
+                    await asyncio.sleep(2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+
+async def replay_since(engine: AsyncEngine, table: sa.Table, since: datetime) -> int:
+    """Mark every row created since `since` unpublished again, so the relay republishes it."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(table).where(table.c.created_at >= since).values(published_at=None)
+        )
+    return int(result.rowcount or 0)

@@ -1,0 +1,118 @@
+"""RFC 9457 problem+json for every error a service answers, with field-level validation errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shared.db import is_database_unavailable
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://quanzu.dev/problems/"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        type: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type or title.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers
+        self.extra = extra or {}
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": TYPE_BASE + self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+    def response(self, instance: str | None = None) -> Response:
+        return JSONResponse(self.body(instance), self.status, headers=self.headers, media_type=PROBLEM_JSON)
+
+
+def field_errors(exc: ValidationError | RequestValidationError, *, strip: int = 0) -> list[dict[str, str]]:
+    """Pydantic errors as `[{"field": "subject.id_number", "message": ...}]`, never echoing the input."""
+    out = []
+    raw = exc.errors(include_input=False) if isinstance(exc, ValidationError) else exc.errors()
+    for err in raw:
+        loc = [str(p) for p in err["loc"][strip:]]
+        message = str(err["msg"])
+        message = message.removeprefix("Value error, ")
+        out.append({"field": ".".join(loc) or "(body)", "message": message})
+    return out
+
+
+def validation_problem(errors: list[dict[str, str]], detail: str = "The request has invalid fields.") -> Problem:
+    return Problem(422, "Invalid request", detail, type="validation", errors=errors)
+
+
+def unavailable(detail: str = "The service cannot store requests right now.", retry_after: int = 5) -> Problem:
+    return Problem(503, "Service unavailable", detail, type="unavailable", headers={"Retry-After": str(retry_after)})
+
+
+def install(app: FastAPI) -> None:
+    """Every error a FastAPI app answers becomes problem+json; an unavailable database is a 503, not a 500."""
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return exc.response(request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}.get(
+            exc.status_code, "HTTP error"
+        )
+        headers = dict(exc.headers) if exc.headers else None
+        return Problem(exc.status_code, title, str(exc.detail), headers=headers).response(request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return Problem(400, "Malformed JSON", "The body is not valid JSON.", type="malformed-json").response(
+                request.url.path
+            )
+        fields = []
+        for e in errors:
+            loc = [str(p) for p in e["loc"]]
+            if loc and loc[0] == "body":
+                loc = loc[1:]
+            fields.append({"field": ".".join(loc) or "(body)", "message": str(e["msg"]).removeprefix("Value error, ")})
+        return validation_problem(fields).response(request.url.path)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if is_database_unavailable(exc):
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return unavailable().response(request.url.path)
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return Problem(500, "Internal error", "Something went wrong on our side.", type="internal").response()
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)

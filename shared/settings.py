@@ -1,0 +1,49 @@
+"""Settings every service shares; each service subclasses `CommonSettings` with its own fields."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where `make run` keeps the embedded database, logs and development secrets.
+HOME = Path(os.environ.get("QUANZU_HOME", ".quanzu"))
+#: Written by `quanzu run` so that the `quanzu` command reaches the same database and broker.
+ENV_FILE = HOME / "env"
+
+DEV_SUBJECT_KEY_SECRET = "development-only-subject-key-secret"  # noqa: S105 (a development default, refused in production)
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="QUANZU_", env_file=str(ENV_FILE), env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = ""
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Keys Kafka messages and matches subjects without putting raw phone numbers in keys.
+    subject_key_secret: SecretStr = SecretStr(DEV_SUBJECT_KEY_SECRET)
+    log_level: str = "INFO"
+    timezone: str = "Asia/Shanghai"
+    db_pool_size: int = 10
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> CommonSettings:
+        if self.environment == "production":
+            if self.subject_key_secret.get_secret_value() == DEV_SUBJECT_KEY_SECRET:
+                raise ValueError("QUANZU_SUBJECT_KEY_SECRET must be set in production")
+            if not self.database_url:
+                raise ValueError("QUANZU_DATABASE_URL must be set in production")
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "QUANZU_DATABASE_URL is not set: start the system with `make run`, or set it "
+                "(e.g. postgresql://user@127.0.0.1:5432/quanzu)"
+            )
+        return self.database_url

@@ -1,0 +1,141 @@
+"""Real infrastructure for the suite: PostgreSQL (embedded unless QUANZU_TEST_DATABASE_URL names a server)
+and a tansu broker owned by the suite, so tests can stop and restart it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.cli import admin
+from services.dispatch.areas.policy import parse_areas_csv
+from services.dispatch.main import create_app as create_dispatch
+from services.dispatch.settings import DispatchSettings
+from services.intake.main import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from shared import migrate
+from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+
+TEST_HOME = Path(".quanzu")
+SUBJECT_SECRET = "test-subject-secret"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    configured = os.environ.get("QUANZU_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server, url = start_postgres(TEST_HOME / "test-pg")
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    name = f"quanzu_test_{os.getpid()}"
+    await drop_database(pg_admin_url, name)
+    url = await ensure_database(pg_admin_url, name)
+    await asyncio.to_thread(migrate.upgrade, url)
+    yield url
+    await drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    TEST_HOME.mkdir(exist_ok=True)
+    with (TEST_HOME / "test-broker.log").open("ab") as log:
+        b = Broker(free_port(), log=log)
+        b.start()
+        asyncio.run(ensure_topics(b.bootstrap))
+        yield b
+        b.stop()
+
+
+def _settings(cls: type[Any], database_url: str, broker: Broker, **extra: Any) -> Any:
+    return cls(
+        _env_file=None,
+        database_url=database_url,
+        kafka_bootstrap_servers=broker.bootstrap,
+        subject_key_secret=SUBJECT_SECRET,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def common_settings(database_url: str, broker: Broker) -> CommonSettings:
+    settings: CommonSettings = _settings(CommonSettings, database_url, broker)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def intake_settings(database_url: str, broker: Broker) -> IntakeSettings:
+    settings: IntakeSettings = _settings(IntakeSettings, database_url, broker, area_refresh_s=0.5)
+    return settings
+
+
+class AppClient(httpx.AsyncClient):
+    """An HTTP client bound to an app running in this process (its lifespan entered)."""
+
+    def __init__(self, app: FastAPI, name: str) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+        self.app = app
+
+
+@asynccontextmanager
+async def running(app: FastAPI, name: str) -> AsyncIterator[AppClient]:
+    async with app.router.lifespan_context(app), AppClient(app, name) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def intake(intake_settings: IntakeSettings) -> AsyncIterator[AppClient]:
+    async with running(create_intake(intake_settings), "intake") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def dispatch(database_url: str, broker: Broker) -> AsyncIterator[AppClient]:
+    async with running(create_dispatch(_settings(DispatchSettings, database_url, broker)), "dispatch") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def demo_areas(common_settings: CommonSettings, dispatch: AppClient, intake: AppClient) -> set[str]:
+    """The demo district's areas, imported into the registry and known to intake through registry.events."""
+    rows, _ = parse_areas_csv(admin.DEMO_AREAS.read_bytes())
+    await admin.areas_import(common_settings, admin.DEMO_AREAS.read_bytes())
+    codes = {r.area_code for r in rows}
+    await wait_for(lambda: codes <= intake.app.state.intake.areas.codes, timeout=30, message="intake to learn the areas")
+    return codes
+
+
+class SourceCredentials:
+    def __init__(self, name: str, key: str) -> None:
+        self.name = name
+        self.key = key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def new_source(settings: CommonSettings, rate_per_s: float = 10_000) -> SourceCredentials:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    key = await admin.source_add(settings, name, rate_per_s)
+    return SourceCredentials(name, key)
+
+
+@pytest.fixture
+async def source(common_settings: CommonSettings) -> SourceCredentials:
+    return await new_source(common_settings)
