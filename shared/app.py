@@ -39,7 +39,9 @@ class Runtime:
     @classmethod
     def open(cls, service: str, settings: CommonSettings) -> Runtime:
         engine = make_engine(
-            settings.require_database_url(), pool_size=settings.db_pool_size, application_name=f"quanzu-{service}"
+            settings.require_database_url(),
+            pool_size=settings.db_pool_size,
+            application_name=f"quanzu-{service}",
         )
         producer = make_producer(settings.kafka_bootstrap_servers, client_id=f"quanzu-{service}")
         return cls(service, settings, engine, make_session_factory(engine), producer)
@@ -101,5 +103,5 @@ def make_app(
     app.add_middleware(RequestTimer, histogram=request_histogram)
     for router in routers:
         app.include_router(router)
-    app.include_router(operations_router(lambda: app.state.runtime.checks()))
+    app.include_router(operations_router(lambda: app.state.runtime.checks()))  # noqa: PLW0108 (state is set later)
     return app

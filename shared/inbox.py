@@ -28,10 +28,7 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
 async def claim(session: AsyncSession, table: sa.Table, consumer: str, event_id: uuid.UUID) -> bool:
     """True the first time `consumer` sees `event_id`; False for a redelivery."""
     stmt = (
-        insert(table)
-        .values(consumer=consumer, event_id=event_id)
-        .on_conflict_do_nothing()
-        .returning(table.c.event_id)
+        insert(table).values(consumer=consumer, event_id=event_id).on_conflict_do_nothing().returning(table.c.event_id)
     )
     conn = await session.connection()
     return (await conn.execute(stmt)).first() is not None
@@ -40,9 +37,7 @@ async def claim(session: AsyncSession, table: sa.Table, consumer: str, event_id:
 SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 
 
-def transactional(
-    factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler
-) -> Handler:
+def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler) -> Handler:
     """Wrap a handler so it runs once per event id, in one transaction with the inbox record."""
 
     async def handle(envelope: Envelope) -> None:

@@ -188,9 +188,7 @@ class ConsumerLoop:
 def _short(exc: BaseException, limit: int = 500) -> str:
     # Validation errors would echo the input (personal data, on warnings.received): keep field and message only.
     if isinstance(exc, ValidationError):
-        text = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False))
     else:
         text = str(exc)
     return text.replace("\n", " ")[:limit]

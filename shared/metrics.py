@@ -21,7 +21,9 @@ OUTBOX_PUBLISH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 EVENTS_HANDLED = Counter(
-    "quanzu_events_handled_total", "Kafka messages handled, by topic, group and result", ["topic", "group", "result"]
+    "quanzu_events_handled_total",
+    "Kafka messages handled, by topic, group and result",
+    ["topic", "group", "result"],
 )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -66,7 +67,7 @@ async def enqueue(session: AsyncSession, table: sa.Table, topic: str, key: str |
 
 
 async def enqueue_many(
-    session: AsyncSession, table: sa.Table, events: list[tuple[str, str | None, Envelope]]
+    session: AsyncSession, table: sa.Table, events: Sequence[tuple[str, str | None, Envelope]]
 ) -> None:
     if not events:
         return
@@ -161,9 +162,7 @@ class OutboxRelay:
                 futures = [await self.producer.send(r.topic, value=r.value, key=r.key) for r in rows]
                 await asyncio.gather(*futures)
             now = (await conn.execute(sa.select(sa.func.now()))).scalar_one()
-            await conn.execute(
-                sa.update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=now)
-            )
+            await conn.execute(sa.update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=now))
         histogram = OUTBOX_PUBLISH_SECONDS.labels(self.service)
         for r in rows:
             histogram.observe(max((now - r.created_at).total_seconds(), 0.0))
@@ -188,9 +187,7 @@ class OutboxRelay:
         with contextlib.suppress(Exception):
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    sa.delete(t).where(
-                        t.c.published_at.is_not(None), t.c.published_at < sa.func.now() - self.retention
-                    )
+                    sa.delete(t).where(t.c.published_at.is_not(None), t.c.published_at < sa.func.now() - self.retention)
                 )
 
     async def _listen(self) -> None:
@@ -203,10 +200,11 @@ class OutboxRelay:
                 log.debug("outbox listener cannot connect: %s", exc)
                 await asyncio.sleep(2)
                 continue
+            closed = asyncio.Event()
+            conn.add_termination_listener(lambda *_, closed=closed: closed.set())
             try:
                 await conn.add_listener(channel, lambda *_: self._wake.set())
-                while not conn.is_closed():
-                    await asyncio.sleep(2)
+                await closed.wait()
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close()
@@ -215,7 +213,5 @@ class OutboxRelay:
 async def replay_since(engine: AsyncEngine, table: sa.Table, since: datetime) -> int:
     """Mark every row created since `since` unpublished again, so the relay republishes it."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.update(table).where(table.c.created_at >= since).values(published_at=None)
-        )
+        result = await conn.execute(sa.update(table).where(table.c.created_at >= since).values(published_at=None))
     return int(result.rowcount or 0)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_database_unavailable
 
@@ -75,6 +76,35 @@ def unavailable(detail: str = "The service cannot store requests right now.", re
     return Problem(503, "Service unavailable", detail, type="unavailable", headers={"Retry-After": str(retry_after)})
 
 
+class DatabaseUnavailableMiddleware:
+    """An unreachable database is the service's condition, not a bug: answer 503 with Retry-After.
+
+    A middleware rather than an exception handler: Starlette re-raises whatever reaches its catch-all handler.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started or not is_database_unavailable(exc):
+                raise
+            log.warning("database unavailable on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+            await unavailable().response(scope.get("path"))(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     """Every error a FastAPI app answers becomes problem+json; an unavailable database is a 503, not a 500."""
 
@@ -106,9 +136,6 @@ def install(app: FastAPI) -> None:
         return validation_problem(fields).response(request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        if is_database_unavailable(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-            return unavailable().response(request.url.path)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return Problem(500, "Internal error", "Something went wrong on our side.", type="internal").response()
 
@@ -116,3 +143,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(DatabaseUnavailableMiddleware)

@@ -116,7 +116,9 @@ async def demo_areas(common_settings: CommonSettings, dispatch: AppClient, intak
     rows, _ = parse_areas_csv(admin.DEMO_AREAS.read_bytes())
     await admin.areas_import(common_settings, admin.DEMO_AREAS.read_bytes())
     codes = {r.area_code for r in rows}
-    await wait_for(lambda: codes <= intake.app.state.intake.areas.codes, timeout=30, message="intake to learn the areas")
+    await wait_for(
+        lambda: codes <= intake.app.state.intake.areas.codes, timeout=30, message="intake to learn the areas"
+    )
     return codes
 
 

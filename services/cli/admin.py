@@ -80,7 +80,11 @@ async def outbox_replay(settings: CommonSettings, since: datetime) -> dict[str, 
     try:
         return {
             name: await replay_since(engine, table, since)
-            for name, table in (("intake", INTAKE_OUTBOX), ("dispatch", DISPATCH_OUTBOX), ("feedback", FEEDBACK_OUTBOX))
+            for name, table in (
+                ("intake", INTAKE_OUTBOX),
+                ("dispatch", DISPATCH_OUTBOX),
+                ("feedback", FEEDBACK_OUTBOX),
+            )
         }
     finally:
         await engine.dispose()

@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quanzu: {exc}", file=sys.stderr)
         return 1
     except (OSError, RuntimeError) as exc:
-        print(f"quanzu: cannot reach the database ({exc}). Is `make run` up, or QUANZU_DATABASE_URL set?", file=sys.stderr)
+        print(
+            f"quanzu: cannot reach the database ({exc}). Is `make run` up, or QUANZU_DATABASE_URL set?",
+            file=sys.stderr,
+        )
         return 1
 
 

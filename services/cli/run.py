@@ -108,8 +108,10 @@ def run(*, load_demo: bool = True) -> int:
         if not bootstrap:
             port = int(os.environ.get("QUANZU_BROKER_PORT", "9092"))
             if not port_is_free(port):
-                print(f"port {port} (broker) is in use: stop what uses it, set QUANZU_BROKER_PORT, "
-                      "or point QUANZU_KAFKA_BOOTSTRAP_SERVERS at your Kafka")
+                print(
+                    f"port {port} (broker) is in use: stop what uses it, set QUANZU_BROKER_PORT, "
+                    "or point QUANZU_KAFKA_BOOTSTRAP_SERVERS at your Kafka"
+                )
                 return 1
             print(f"• starting the development broker (tansu) on 127.0.0.1:{port}")
             broker_log = (logs / "broker.log").open("ab")
@@ -120,7 +122,8 @@ def run(*, load_demo: bool = True) -> int:
         values = {
             "QUANZU_DATABASE_URL": database_url,
             "QUANZU_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "QUANZU_SUBJECT_KEY_SECRET": os.environ.get("QUANZU_SUBJECT_KEY_SECRET") or _secret(HOME / "subject_key_secret"),
+            "QUANZU_SUBJECT_KEY_SECRET": os.environ.get("QUANZU_SUBJECT_KEY_SECRET")
+            or _secret(HOME / "subject_key_secret"),
         }
         _write_env_file(values)
         env = {**os.environ, **values}
@@ -131,13 +134,30 @@ def run(*, load_demo: bool = True) -> int:
             log = (logs / f"{spec.name}.log").open("ab")
             log_files.append(log)
             procs[spec.name] = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                [sys.executable, "-m", "uvicorn", "--factory", f"services.{spec.name}.main:create_app",
-                 "--host", "127.0.0.1", "--port", str(spec.port), "--no-access-log"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    f"services.{spec.name}.main:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(spec.port),
+                    "--no-access-log",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         print("• starting intake, dispatch and feedback")
         _wait_ready(specs, procs, timeout=90)
-        settings = CommonSettings(**{k.removeprefix("QUANZU_").lower(): v for k, v in values.items()})
+        settings = CommonSettings(
+            _env_file=None,
+            database_url=database_url,
+            kafka_bootstrap_servers=bootstrap,
+            subject_key_secret=values["QUANZU_SUBJECT_KEY_SECRET"],
+        )
         demo = asyncio.run(admin.demo(settings)) if load_demo else None
         _print_summary(specs, demo, logs)
         while True:
@@ -176,4 +196,4 @@ def _print_summary(specs: list[ServiceSpec], demo: admin.DemoSummary | None, log
         print("\nDemo district loaded (areas 370202-011 … 370202-043, 市南区).")
         for name, key in demo.sources.items():
             print(f"  source {name:<11} API key: {key}")
-    print("\nTry:  see README.md, \"Post a warning\".\n", flush=True)
+    print('\nTry:  see README.md, "Post a warning".\n', flush=True)

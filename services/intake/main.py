@@ -44,7 +44,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             producer=rt.producer,
         )
         rt.runners.update({"registry-consumer": registry.run, "known-areas": areas.run})
-        sources = SourceDirectory(rt.factory, ttl=settings.source_cache_ttl_s, batch_max_records=settings.batch_max_records)
+        sources = SourceDirectory(
+            rt.factory, ttl=settings.source_cache_ttl_s, batch_max_records=settings.batch_max_records
+        )
         app.state.intake = IntakeState(settings, rt.factory, sources, areas)
         yield rt
 

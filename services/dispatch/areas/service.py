@@ -55,5 +55,11 @@ async def _publish(session: AsyncSession, areas: list[Area]) -> None:
     events = []
     for a in areas:
         data = AreaUpsertedV1.model_validate(a, from_attributes=True)
-        events.append((Topic.REGISTRY_EVENTS, a.area_code, Envelope.new(data.TYPE, EVENT_SOURCE, data, subject=a.area_code)))
+        events.append(
+            (
+                Topic.REGISTRY_EVENTS,
+                a.area_code,
+                Envelope.new(data.TYPE, EVENT_SOURCE, data, subject=a.area_code),
+            )
+        )
     await enqueue_many(session, OUTBOX, events)

@@ -10,7 +10,8 @@ from services.intake.areas.models import KnownArea
 async def upsert(session: AsyncSession, area_code: str, *, active: bool) -> None:
     stmt = insert(KnownArea).values(area_code=area_code, active=active)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[col(KnownArea.area_code)], set_={"active": active, "updated_at": stmt.excluded.updated_at}
+        index_elements=[col(KnownArea.area_code)],
+        set_={"active": active, "updated_at": stmt.excluded.updated_at},
     )
     await session.exec(stmt)
 

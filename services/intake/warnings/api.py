@@ -25,7 +25,7 @@ from shared.problems import Problem, field_errors, validation_problem
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, **_PROBLEM}
     for code, text in {
@@ -42,7 +42,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 def _throttle(state: StateDep, source: SourceIdentity, cost: int) -> None:
@@ -90,7 +95,13 @@ def _accepted_body(result: service.Accepted) -> dict[str, Any]:
     ).model_dump(mode="json", exclude_none=True)
 
 
-@router.post("", status_code=202, response_model=WarningAccepted, responses=_ERRORS, openapi_extra=_body_schema(WarningCreate))
+@router.post(
+    "",
+    status_code=202,
+    response_model=WarningAccepted,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(WarningCreate),
+)
 async def post_warning(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> JSONResponse:
     _throttle(state, source, 1)
     raw = await read_json(request, state.settings.max_body_bytes)
@@ -124,12 +135,13 @@ async def post_warning(request: Request, source: SourceDep, state: StateDep, ses
 
 @router.post("/batch", responses=_ERRORS, openapi_extra=_body_schema(BatchCreate))
 async def post_batch(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> JSONResponse:
-    """Up to 1,000 records; `results` answers each in request order with the status a single post would get."""
+    """Up to 1,000 records. `results` answers each in request order: `code` is the HTTP status a single post of
+    that record would get (202, 409, 422), with that answer's body; 202 means that record is stored."""
     raw = await read_json(request, state.settings.batch_max_bytes)
     try:
         batch = BatchCreate.model_validate(raw)
     except ValidationError as exc:
-        raise validation_problem(field_errors(exc), "The body must be {\"warnings\": [...]}.") from None
+        raise validation_problem(field_errors(exc), 'The body must be {"warnings": [...]}.') from None
     limit = state.settings.batch_max_records
     if len(batch.warnings) > limit:
         raise Problem(413, "Payload too large", f"A batch holds at most {limit} records.", type="batch-too-large")
@@ -150,15 +162,21 @@ async def post_batch(request: Request, source: SourceDep, state: StateDep, sessi
     for i, item in enumerate(parsed):
         result = by_index.get(i)
         if isinstance(item, list):
-            results.append({"index": i, "status": 422, "errors": item})
+            results.append({"index": i, "code": 422, "status": "rejected", "errors": item})
             outcomes.append((batch.warnings[i], "rejected"))
         elif result is not None and result.verdict is Verdict.CONFLICT:
             results.append(
-                {"index": i, "status": 409, "id": str(result.id), "detail": "same external_id, different content"}
+                {
+                    "index": i,
+                    "code": 409,
+                    "status": "conflict",
+                    "id": str(result.id),
+                    "detail": "same external_id, different content",
+                }
             )
             outcomes.append((batch.warnings[i], "rejected"))
         elif result is not None:
-            results.append({"index": i, "status": 202, **_accepted_body(result)})
+            results.append({"index": i, "code": 202, **_accepted_body(result)})
             outcomes.append((batch.warnings[i], "duplicate" if result.verdict is Verdict.DUPLICATE else "accepted"))
     summary = {k: sum(1 for _, r in outcomes if r == k) for k in ("accepted", "duplicate", "rejected")}
 

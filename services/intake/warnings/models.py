@@ -4,7 +4,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field as PydanticField, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    field_validator,
+    model_validator,
+)
+from pydantic import (
+    Field as PydanticField,
+)
 from sqlalchemy import Column, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -84,7 +93,10 @@ class Warning(SQLModel, table=True):
     """A stored warning. `subject` holds personal data (normalised); lists and events mask it."""
 
     __tablename__ = "warnings"
-    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_warnings_source_external_id"), {"schema": SCHEMA})
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_warnings_source_external_id"),
+        {"schema": SCHEMA},
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     source: str = Field(max_length=64)

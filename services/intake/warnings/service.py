@@ -50,7 +50,9 @@ async def accept(
         if record.external_id in first:
             continue
         first[record.external_id] = i
-        rows.append(_row(record, source, hashes[i], now, known_areas, subject_secret))
+        rows.append(
+            _row(record, source=source, digest=hashes[i], now=now, known_areas=known_areas, secret=subject_secret)
+        )
 
     inserted = await repository.insert_new(session, rows)
     existing = await repository.find_existing(
@@ -81,6 +83,7 @@ async def accept(
 
 def _row(
     record: WarningCreate,
+    *,
     source: str,
     digest: str,
     now: datetime,

@@ -8,11 +8,9 @@ Create Date: 2026-11-22 02:35:40.416046
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 from shared.outbox import create_notify_trigger_sql
-
 
 revision: str = "dispatch_0001"
 down_revision: str | None = None
@@ -23,13 +21,13 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "areas",
-        sa.Column("area_code", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("area_name", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("station", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("street", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("district", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("area_code", sa.String(length=32), nullable=False),
+        sa.Column("area_name", sa.String(length=100), nullable=False),
+        sa.Column("station", sa.String(length=100), nullable=False),
+        sa.Column("street", sa.String(length=100), nullable=False),
+        sa.Column("district", sa.String(length=100), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("area_code"),
         schema="dispatch",
     )
@@ -57,9 +55,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id"),
         schema="dispatch",
     )
-    op.create_index(
-        "ix_dispatch_outbox_created_at", "outbox", ["created_at"], unique=False, schema="dispatch"
-    )
+    op.create_index("ix_dispatch_outbox_created_at", "outbox", ["created_at"], unique=False, schema="dispatch")
     op.create_index(
         "ix_dispatch_outbox_pending",
         "outbox",

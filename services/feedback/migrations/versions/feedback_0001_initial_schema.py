@@ -8,11 +8,9 @@ Create Date: 2026-11-22 02:35:40.531951
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 from shared.outbox import create_notify_trigger_sql
-
 
 revision: str = "feedback_0001"
 down_revision: str | None = None
@@ -43,9 +41,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id"),
         schema="feedback",
     )
-    op.create_index(
-        "ix_feedback_outbox_created_at", "outbox", ["created_at"], unique=False, schema="feedback"
-    )
+    op.create_index("ix_feedback_outbox_created_at", "outbox", ["created_at"], unique=False, schema="feedback")
     op.create_index(
         "ix_feedback_outbox_pending",
         "outbox",

@@ -8,11 +8,10 @@ Create Date: 2026-11-22 02:35:40.269153
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from shared.outbox import create_notify_trigger_sql
-from sqlalchemy.dialects import postgresql
 
 revision: str = "intake_0001"
 down_revision: str | None = None
@@ -23,9 +22,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "areas",
-        sa.Column("area_code", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("area_code", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("area_code"),
         schema="intake",
     )
@@ -63,10 +62,10 @@ def upgrade() -> None:
     op.create_table(
         "sources",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("rate_per_s", sa.Float(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         schema="intake",
@@ -74,38 +73,34 @@ def upgrade() -> None:
     op.create_table(
         "warnings",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("external_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("content_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("issued_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("area_code", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("external_id", sa.String(length=128), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("area_code", sa.String(length=32), nullable=True),
         sa.Column("assigned", sa.Boolean(), nullable=False),
-        sa.Column("fraud_type", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("risk_level", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("fraud_type", sa.String(), nullable=False),
+        sa.Column("risk_level", sa.String(), nullable=False),
         sa.Column("in_progress", sa.Boolean(), nullable=False),
         sa.Column("amount_at_risk", sa.Float(), nullable=True),
-        sa.Column("subject_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("subject_key", sa.String(length=64), nullable=False),
         sa.Column("subject", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("evidence", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("source", "external_id", name="uq_warnings_source_external_id"),
         schema="intake",
     )
-    op.create_index(
-        op.f("ix_intake_warnings_received_at"), "warnings", ["received_at"], unique=False, schema="intake"
-    )
-    op.create_index(
-        op.f("ix_intake_warnings_subject_key"), "warnings", ["subject_key"], unique=False, schema="intake"
-    )
+    op.create_index(op.f("ix_intake_warnings_received_at"), "warnings", ["received_at"], unique=False, schema="intake")
+    op.create_index(op.f("ix_intake_warnings_subject_key"), "warnings", ["subject_key"], unique=False, schema="intake")
     op.create_table(
         "source_keys",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("source_id", sa.Uuid(), nullable=False),
-        sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("key_prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("key_prefix", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["intake.sources.id"],
