@@ -17,25 +17,27 @@ def normalize_phone(raw: str) -> str:
     """A mainland mobile (11 digits from 1) or a fixed line with its area code (0 + 9-11 digits).
 
     `+86`/`86`/`0086` prefixes, spaces, dashes and parentheses are accepted; the result is digits only.
+    In the international form a fixed line drops its trunk 0 (+86 10 …, +86 532 …); it is put back.
     Raises ValueError with a message fit for the caller.
     """
     text = _SEPARATORS.sub("", raw)
+    international = False
     if text.startswith("+"):
         if not text.startswith("+86"):
             raise ValueError("only mainland China numbers (+86) are accepted")
-        text = text[3:]
+        text, international = text[3:], True
     elif text.startswith("0086"):
-        text = text[4:]
-    elif text.startswith("86") and len(text) in (13, 12, 11) and not _is_mobile(text):
-        text = text[2:]
+        text, international = text[4:], True
+    elif text.startswith("86") and len(text) >= 11 and not _is_mobile(text):
+        text, international = text[2:], True
     if not text.isdigit() or not text.isascii():
         raise ValueError("must contain only digits, spaces, dashes and an optional +86 prefix")
     if _is_mobile(text):
         return text
-    if text.startswith("0") and 10 <= len(text) <= 12 and text[1] != "0":
+    if international and not text.startswith("0"):
+        text = "0" + text
+    if text.startswith("0") and text[1:2] != "0" and 10 <= len(text) <= 12:
         return text
-    if not text.startswith(("0", "1")) and 9 <= len(text) <= 11:
-        return "0" + text  # +86 532 12345678: the international form drops the trunk 0
     raise ValueError("is neither an 11-digit mobile number starting with 1 nor a fixed-line number with area code")
 
 
@@ -48,8 +50,8 @@ def id_check_digit(first17: str) -> str:
     return _ID_CHECK[total % 11]
 
 
-def normalize_id_number(raw: str) -> str:
-    """An 18-character resident ID with a valid birth date and ISO 7064 MOD 11-2 check digit."""
+def normalize_id_number(raw: str, *, today: date | None = None) -> str:
+    """An 18-character resident ID with a possible birth date and a valid ISO 7064 MOD 11-2 check digit."""
     text = raw.strip().upper()
     if len(text) != 18:
         raise ValueError("must be 18 characters")
@@ -59,7 +61,7 @@ def normalize_id_number(raw: str) -> str:
         born = date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
     except ValueError:
         raise ValueError("contains an impossible birth date") from None
-    if born.year < 1900:
+    if born.year < 1900 or born > (today or date.today()):
         raise ValueError("contains an impossible birth date")
     if id_check_digit(text[:17]) != text[17]:
         raise ValueError("check digit is wrong")
@@ -84,6 +86,8 @@ def mask_name(name: str | None) -> str | None:
 def mask_id_number(id_number: str | None) -> str | None:
     if not id_number:
         return id_number
+    if len(id_number) <= 4:
+        return "*" * len(id_number)
     return id_number[:2] + "*" * (len(id_number) - 4) + id_number[-2:]
 
 

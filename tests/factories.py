@@ -12,7 +12,9 @@ from shared.personal import id_check_digit
 
 def valid_id_number(rng: random.Random | None = None) -> str:
     rng = rng or random.Random()
-    first17 = f"110101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    first17 = (
+        f"110101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    )
     return first17 + id_check_digit(first17)
 
 

@@ -15,11 +15,13 @@ from services.dispatch.areas import service as areas_service
 from services.dispatch.areas.policy import parse_areas_csv
 from services.dispatch.db import OUTBOX as DISPATCH_OUTBOX
 from services.feedback.db import OUTBOX as FEEDBACK_OUTBOX
+from services.intake.areas.repository import active_codes
 from services.intake.db import OUTBOX as INTAKE_OUTBOX
 from services.intake.sources import service as sources_service
 from services.intake.sources.models import SourceCreate
 from services.intake.sources.repository import get_by_name
 from shared.db import make_engine, make_session_factory, unit_of_work
+from shared.devinfra import wait_for
 from shared.outbox import replay_since
 from shared.settings import CommonSettings
 
@@ -94,6 +96,7 @@ async def outbox_replay(settings: CommonSettings, since: datetime) -> dict[str, 
 class DemoSummary:
     areas: areas_service.ImportSummary
     sources: dict[str, str]
+    area_codes: set[str]
 
 
 async def demo(settings: CommonSettings) -> DemoSummary:
@@ -107,7 +110,25 @@ async def demo(settings: CommonSettings) -> DemoSummary:
         for name, key in DEMO_SOURCES.items():
             if await get_by_name(s, name) is None:
                 await sources_service.add_source(s, _source_create(name, 500), api_key=key)
-    return DemoSummary(summary, dict(DEMO_SOURCES))
+    return DemoSummary(summary, dict(DEMO_SOURCES), {r.area_code for r in rows})
+
+
+async def wait_until_intake_knows(settings: CommonSettings, codes: set[str], timeout: float) -> bool:
+    """Whether intake's copy of the registry (kept from registry.events) holds `codes` within `timeout`."""
+    engine = make_engine(settings.require_database_url(), pool_size=1, application_name="quanzu-cli")
+    factory = make_session_factory(engine)
+
+    async def known() -> bool:
+        async with factory() as s:
+            return codes <= await active_codes(s)
+
+    try:
+        await wait_for(known, timeout=timeout, interval=0.2, message="intake to learn the areas")
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        await engine.dispose()
 
 
 def _source_create(name: str, rate_per_s: float) -> SourceCreate:

@@ -11,7 +11,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from services.cli import admin
+from services.dispatch.settings import DispatchSettings
+from services.feedback.settings import FeedbackSettings
+from services.intake.settings import IntakeSettings
 from shared import migrate
+from shared.migrate import SERVICES
 from shared.settings import CommonSettings
 
 
@@ -21,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the whole system (embedded database and broker unless configured)")
     run.add_argument("--no-demo", action="store_true", help="do not load the demo district")
+    serve = sub.add_parser("serve", help="run one service (host and port from its QUANZU_<SERVICE>_HOST/_PORT)")
+    serve.add_argument("service", choices=SERVICES)
     sub.add_parser("migrate", help="apply the database migrations of every service")
     sub.add_parser("demo", help="load the demo district and print its keys")
 
@@ -42,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+SETTINGS: dict[str, type[CommonSettings]] = {
+    "intake": IntakeSettings,
+    "dispatch": DispatchSettings,
+    "feedback": FeedbackSettings,
+}
+
+
 def _aware_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -58,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         from services.cli.run import run
 
         return run(load_demo=not args.no_demo)
+    if args.command == "serve":
+        return serve(args.service)
     try:
         settings = CommonSettings()
     except ValidationError as exc:
@@ -74,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def serve(service: str) -> int:
+    import uvicorn
+
+    settings = SETTINGS[service]()
+    host, port = getattr(settings, f"{service}_host"), getattr(settings, f"{service}_port")
+    uvicorn.run(
+        f"services.{service}.main:create_app", factory=True, host=host, port=port, access_log=False, log_config=None
+    )
+    return 0
 
 
 def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:

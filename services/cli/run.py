@@ -134,19 +134,8 @@ def run(*, load_demo: bool = True) -> int:
             log = (logs / f"{spec.name}.log").open("ab")
             log_files.append(log)
             procs[spec.name] = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    f"services.{spec.name}.main:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(spec.port),
-                    "--no-access-log",
-                ],
-                env=env,
+                [sys.executable, "-m", "services.cli.main", "serve", spec.name],
+                env={**env, f"QUANZU_{spec.name.upper()}_PORT": str(spec.port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -159,6 +148,8 @@ def run(*, load_demo: bool = True) -> int:
             subject_key_secret=values["QUANZU_SUBJECT_KEY_SECRET"],
         )
         demo = asyncio.run(admin.demo(settings)) if load_demo else None
+        if demo is not None and not asyncio.run(admin.wait_until_intake_knows(settings, demo.area_codes, 30)):
+            print("! intake has not learnt the demo areas yet: warnings may be marked unassigned for a moment")
         _print_summary(specs, demo, logs)
         while True:
             for name, proc in procs.items():

@@ -128,7 +128,7 @@ async def test_personal_data_is_not_echoed_in_errors(intake: AppClient, source: 
         b'{"subject": {"phone": 13800138000}}',
         b'{"external_id": {"a": 1}}',
         b'{"issued_at": 1e309}',
-        '{"external_id": "\\ud800"}'.encode(),
+        b'{"external_id": "\\ud800"}',
     ],
 )
 async def test_no_shape_of_body_gives_a_500(intake: AppClient, source: SourceCredentials, body: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ def parse_areas_csv(data: bytes) -> tuple[list[AreaCreate], list[CsvError]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return [], [CsvError(0, "(file)", f"is not UTF-8 (byte {exc.start})")]
+        offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+        return [], [CsvError(0, "(file)", f"is not UTF-8 (byte {offset})")]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -48,7 +50,7 @@ def parse_areas_csv(data: bytes) -> tuple[list[AreaCreate], list[CsvError]]:
             line = reader.line_num
             if not any(v.strip() for v in values):
                 continue
-            if len(values) < len(header):
+            if len(values) <= max(index.values()):
                 errors.append(CsvError(line, "(row)", f"has {len(values)} fields, the header has {len(header)}"))
                 continue
             try:

@@ -79,6 +79,12 @@ class WarningCreate(BaseModel):
     amount_at_risk: float | None = PydanticField(default=None, ge=0, le=1e12)
     evidence: EvidenceIn = PydanticField(default_factory=EvidenceIn)
 
+    @field_validator("issued_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # One instant, one representation: a replay written with another offset is still a duplicate.
+        return value.astimezone(UTC)
+
     @field_validator("area_code")
     @classmethod
     def _blank_area_is_none(cls, value: str | None) -> str | None:
