@@ -55,6 +55,19 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+_DRIVER_PACKAGES = ("asyncpg", "sqlalchemy")
+
+
+def _raised_in_driver(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.split(".", 1)[0] in _DRIVER_PACKAGES:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 # SQLSTATE classes meaning "cannot reach or use the server now": connection exceptions, insufficient
 # resources, operator intervention (shutdown, starting up), and a database not accepting connections.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
@@ -70,7 +83,11 @@ def is_database_unavailable(exc: BaseException) -> bool:
         if err is None or id(err) in seen:
             continue
         seen.add(id(err))
-        if isinstance(err, (OSError, TimeoutError, sa_exc.TimeoutError, OperationalError, InterfaceError)):
+        if isinstance(err, (sa_exc.TimeoutError, OperationalError, InterfaceError)):
+            return True
+        # A socket error or timeout means the database only if the driver raised it: a handler's HTTP timeout
+        # or missing file is the message's problem, to be retried a few times and then dead-lettered.
+        if isinstance(err, (OSError, TimeoutError)) and _raised_in_driver(err):
             return True
         if isinstance(err, DBAPIError) and err.connection_invalidated:
             return True

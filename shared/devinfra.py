@@ -117,9 +117,10 @@ class Broker:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            # tansu ignores SIGTERM, and keeps nothing on disk to flush: waiting for it only wastes time.
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(0.5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

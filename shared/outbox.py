@@ -214,4 +214,5 @@ async def replay_since(engine: AsyncEngine, table: sa.Table, since: datetime) ->
     """Mark every row created since `since` unpublished again, so the relay republishes it."""
     async with engine.begin() as conn:
         result = await conn.execute(sa.update(table).where(table.c.created_at >= since).values(published_at=None))
+        await conn.execute(sa.select(sa.func.pg_notify(notify_channel(str(table.schema)), "")))
     return int(result.rowcount or 0)
