@@ -21,6 +21,7 @@ from shared.kafka import make_producer
 from shared.logs import configure_logging
 from shared.outbox import OutboxRelay
 from shared.runtime import Background, Runner
+from shared.scope import app_role
 from shared.settings import CommonSettings
 
 
@@ -42,6 +43,7 @@ class Runtime:
             settings.require_database_url(),
             pool_size=settings.db_pool_size,
             application_name=f"quanzu-{service}",
+            role=app_role(service),
         )
         producer = make_producer(settings.kafka_bootstrap_servers, client_id=f"quanzu-{service}")
         return cls(service, settings, engine, make_session_factory(engine), producer)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -29,8 +31,12 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql"))
 
 
-def make_engine(url: str, *, pool_size: int = 10, application_name: str = "quanzu") -> AsyncEngine:
-    return create_async_engine(
+def make_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "quanzu", role: str | None = None
+) -> AsyncEngine:
+    """An engine; with `role`, every connection switches to it (a role that owns nothing and cannot bypass
+    row-level security), so the service's queries are held to the caller's scope whoever logged in."""
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -42,6 +48,15 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "quanz
             "command_timeout": 30,
         },
     )
+    if role is not None:
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _set_role(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f'SET ROLE "{role}"')
+            cursor.close()
+
+    return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -49,10 +64,23 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 @asynccontextmanager
-async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One transaction: commits if the block succeeds, rolls back if it raises. Services only flush."""
+async def unit_of_work(factory: SessionFactory, scope: dict[str, str] | None = None) -> AsyncIterator[AsyncSession]:
+    """One transaction: commits if the block succeeds, rolls back if it raises. Services only flush.
+
+    `scope` sets who is acting for row-level security (`shared.scope`); without it scoped rows are invisible.
+    """
     async with factory() as session, session.begin():
+        if scope:
+            await set_local(session, scope)
         yield session
+
+
+async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
+    """Set configuration parameters for the current transaction only (set_config(..., true) is SET LOCAL)."""
+    names = list(settings)
+    sql = "SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+    params = {f"n{i}": n for i, n in enumerate(names)} | {f"v{i}": settings[n] for i, n in enumerate(names)}
+    await (await session.connection()).execute(text(sql), params)
 
 
 _DRIVER_PACKAGES = ("asyncpg", "sqlalchemy")

@@ -123,3 +123,13 @@ class AreaUpsertedV1(BaseModel):
     street: str
     district: str
     active: bool = True
+
+
+class MemberChangedV1(BaseModel):
+    """`member.changed` on `registry.events`: lets intake and feedback end a deactivated member's sessions."""
+
+    TYPE: ClassVar = "member.changed"
+
+    member_id: uuid.UUID
+    active: bool
+    session_epoch: int

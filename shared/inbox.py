@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.db import SessionFactory, unit_of_work
 from shared.events import Envelope
 from shared.kafka import Handler
+from shared.scope import system_settings
 
 
 def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -41,7 +42,7 @@ def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handl
     """Wrap a handler so it runs once per event id, in one transaction with the inbox record."""
 
     async def handle(envelope: Envelope) -> None:
-        async with unit_of_work(factory) as session:
+        async with unit_of_work(factory, system_settings()) as session:
             if await claim(session, table, consumer, envelope.id):
                 await handler(session, envelope)
 

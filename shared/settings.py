@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where `make run` keeps the embedded database, logs and development secrets.
@@ -19,7 +19,12 @@ DEV_SUBJECT_KEY_SECRET = "development-only-subject-key-secret"  # noqa: S105 (a 
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="QUANZU_", env_file=str(ENV_FILE), env_file_encoding="utf-8", extra="ignore"
+        env_prefix="QUANZU_",
+        env_file=str(ENV_FILE),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # Docker/Kubernetes secrets: a file named after the variable, e.g. /run/secrets/quanzu_subject_key_secret
+        secrets_dir=os.environ.get("QUANZU_SECRETS_DIR") or None,
     )
 
     environment: Literal["development", "production"] = "development"
@@ -30,6 +35,11 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     timezone: str = "Asia/Shanghai"
     db_pool_size: int = 10
+    # Members' access tokens are verified with dispatch's Ed25519 public key (PEM, or a file holding it).
+    token_public_key: str = ""
+    token_public_key_file: Path | None = None
+    # Personal fields of subjects are erased this many days after their case closed (or the warning arrived).
+    retention_days: int = Field(default=180, ge=1, le=3650)
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> CommonSettings:
@@ -40,6 +50,9 @@ class CommonSettings(BaseSettings):
                 raise ValueError("QUANZU_DATABASE_URL must be set in production")
         return self
 
+    def public_key_pem(self) -> str:
+        return read_key(self.token_public_key, self.token_public_key_file, "QUANZU_TOKEN_PUBLIC_KEY")
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError(
@@ -47,3 +60,15 @@ class CommonSettings(BaseSettings):
                 "(e.g. postgresql://user@127.0.0.1:5432/quanzu)"
             )
         return self.database_url
+
+
+def read_key(value: str, path: Path | None, name: str) -> str:
+    """A key given inline, else read from its file."""
+    if value.strip():
+        return value
+    if path is not None:
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise RuntimeError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+    raise RuntimeError(f"{name} (or {name}_FILE) is not set: start the system with `make run`, or set it")

@@ -19,15 +19,19 @@ from services.cli import admin
 from services.dispatch.areas.policy import parse_areas_csv
 from services.dispatch.main import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
+from services.feedback.main import create_app as create_feedback
+from services.feedback.settings import FeedbackSettings
 from services.intake.main import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from shared import migrate
 from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
+from shared.auth import generate_keypair
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 
 TEST_HOME = Path(".quanzu")
 SUBJECT_SECRET = "test-subject-secret"
+TOKEN_PRIVATE_KEY, TOKEN_PUBLIC_KEY = generate_keypair()
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +72,7 @@ def _settings(cls: type[Any], database_url: str, broker: Broker, **extra: Any) -
         database_url=database_url,
         kafka_bootstrap_servers=broker.bootstrap,
         subject_key_secret=SUBJECT_SECRET,
+        token_public_key=TOKEN_PUBLIC_KEY,
         **extra,
     )
 
@@ -105,8 +110,20 @@ async def intake(intake_settings: IntakeSettings) -> AsyncIterator[AppClient]:
 
 
 @pytest.fixture(scope="session")
-async def dispatch(database_url: str, broker: Broker) -> AsyncIterator[AppClient]:
-    async with running(create_dispatch(_settings(DispatchSettings, database_url, broker)), "dispatch") as client:
+def dispatch_settings(database_url: str, broker: Broker) -> DispatchSettings:
+    settings: DispatchSettings = _settings(DispatchSettings, database_url, broker, token_private_key=TOKEN_PRIVATE_KEY)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def dispatch(dispatch_settings: DispatchSettings) -> AsyncIterator[AppClient]:
+    async with running(create_dispatch(dispatch_settings), "dispatch") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def feedback(database_url: str, broker: Broker) -> AsyncIterator[AppClient]:
+    async with running(create_feedback(_settings(FeedbackSettings, database_url, broker)), "feedback") as client:
         yield client
 
 
@@ -141,3 +158,53 @@ async def new_source(settings: CommonSettings, rate_per_s: float = 10_000) -> So
 @pytest.fixture
 async def source(common_settings: CommonSettings) -> SourceCredentials:
     return await new_source(common_settings)
+
+
+class Member:
+    """A member created for a test, logged in through the real token endpoint."""
+
+    def __init__(self, username: str, password: str, role: str, tokens: dict[str, Any]) -> None:
+        self.username = username
+        self.password = password
+        self.role = role
+        self.tokens = tokens
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+
+async def login(dispatch: AppClient, username: str, password: str) -> httpx.Response:
+    return await dispatch.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": username, "password": password}
+    )
+
+
+async def new_member(
+    settings: CommonSettings, dispatch: AppClient, role: str, *, team: str | None = None, station: str | None = None
+) -> Member:
+    username = f"{role.replace('_', '')}-{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    await admin.member_add(
+        settings, username=username, name="测试", role=role, team=team, station=station,
+        district=role == "admin", password=password,
+    )  # fmt: skip
+    response = await login(dispatch, username, password)
+    assert response.status_code == 200, response.text
+    return Member(username, password, role, response.json())
+
+
+@pytest.fixture(scope="session")
+async def demo_teams(common_settings: CommonSettings, demo_areas: set[str]) -> dict[str, str]:
+    """A team per demo area: area code -> team name."""
+    teams = {}
+    for code in sorted(demo_areas):
+        name = f"team-{code}"
+        await admin.team_add(common_settings, name, code, backup=False)
+        teams[code] = name
+    return teams
+
+
+@pytest.fixture
+async def admin_member(common_settings: CommonSettings, dispatch: AppClient) -> Member:
+    return await new_member(common_settings, dispatch, "admin")

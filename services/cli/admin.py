@@ -7,13 +7,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.areas import service as areas_service
 from services.dispatch.areas.policy import parse_areas_csv
 from services.dispatch.db import OUTBOX as DISPATCH_OUTBOX
+from services.dispatch.members import repository as members_repository
+from services.dispatch.members import service as members_service
+from services.dispatch.members.models import Member, MemberCreate
+from services.dispatch.teams import repository as teams_repository
+from services.dispatch.teams import service as teams_service
+from services.dispatch.teams.models import Team, TeamCreate
 from services.feedback.db import OUTBOX as FEEDBACK_OUTBOX
 from services.intake.areas.repository import active_codes
 from services.intake.db import OUTBOX as INTAKE_OUTBOX
@@ -23,8 +30,10 @@ from services.intake.sources.repository import get_by_name
 from shared.db import make_engine, make_session_factory, unit_of_work
 from shared.devinfra import wait_for
 from shared.outbox import replay_since
+from shared.scope import system_settings
 from shared.settings import CommonSettings
 
+M = TypeVar("M", bound=BaseModel)
 DEMO_AREAS = Path(__file__).with_name("demo_areas.csv")
 #: Fixed so that the README's examples work as written. `quanzu demo` refuses to run in production.
 DEMO_SOURCES = {"demo-bank": "qz_demo_bank_key", "demo-96110": "qz_demo_96110_key"}
@@ -38,7 +47,7 @@ class AdminError(Exception):
 async def session(settings: CommonSettings) -> AsyncIterator[AsyncSession]:
     engine = make_engine(settings.require_database_url(), pool_size=1, application_name="quanzu-cli")
     try:
-        async with unit_of_work(make_session_factory(engine)) as s:
+        async with unit_of_work(make_session_factory(engine), system_settings()) as s:
             yield s
     finally:
         await engine.dispose()
@@ -52,6 +61,48 @@ async def source_add(settings: CommonSettings, name: str, rate_per_s: float) -> 
         except sources_service.SourceError as exc:
             raise AdminError(str(exc)) from None
     return key
+
+
+async def source_rotate(settings: CommonSettings, name: str) -> tuple[str, str]:
+    async with session(settings) as s:
+        try:
+            return await sources_service.rotate_key(s, name)
+        except sources_service.SourceError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def source_revoke_key(settings: CommonSettings, name: str, prefix: str) -> None:
+    async with session(settings) as s:
+        try:
+            await sources_service.revoke_key(s, name, prefix)
+        except sources_service.SourceError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def team_add(settings: CommonSettings, name: str, area_code: str, backup: bool) -> Team:
+    data = _valid(TeamCreate, name=name, area_code=area_code, backup=backup)
+    async with session(settings) as s:
+        try:
+            return await teams_service.add_team(s, data)
+        except teams_service.TeamError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def member_add(settings: CommonSettings, **fields: object) -> tuple[Member, str | None]:
+    data = _valid(MemberCreate, **fields)
+    async with session(settings) as s:
+        try:
+            return await members_service.add_member(s, data)
+        except members_service.MemberError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def member_deactivate(settings: CommonSettings, username: str) -> None:
+    async with session(settings) as s:
+        try:
+            await members_service.deactivate(s, username)
+        except members_service.MemberError as exc:
+            raise AdminError(str(exc)) from None
 
 
 async def source_revoke(settings: CommonSettings, name: str) -> None:
@@ -92,11 +143,16 @@ async def outbox_replay(settings: CommonSettings, since: datetime) -> dict[str, 
         await engine.dispose()
 
 
+#: Every demo login has this password. Development only: `quanzu demo` refuses to run in production.
+DEMO_PASSWORD = "demo-password"  # noqa: S105
+
+
 @dataclass
 class DemoSummary:
     areas: areas_service.ImportSummary
     sources: dict[str, str]
     area_codes: set[str]
+    logins: list[tuple[str, str, str]]  # (username, role, where)
 
 
 async def demo(settings: CommonSettings) -> DemoSummary:
@@ -105,12 +161,48 @@ async def demo(settings: CommonSettings) -> DemoSummary:
         raise AdminError("`quanzu demo` loads fixed, public credentials: it refuses to run in production")
     rows, errors = parse_areas_csv(DEMO_AREAS.read_bytes())
     assert not errors, errors
+    logins: list[tuple[str, str, str]] = []
     async with session(settings) as s:
         summary = await areas_service.import_areas(s, rows)
         for name, key in DEMO_SOURCES.items():
             if await get_by_name(s, name) is None:
                 await sources_service.add_source(s, _source_create(name, 500), api_key=key)
-    return DemoSummary(summary, dict(DEMO_SOURCES), {r.area_code for r in rows})
+        wanted: list[MemberCreate] = [
+            MemberCreate(username="admin", name="区反诈中心管理员", role="admin", district=True, password=DEMO_PASSWORD)
+        ]
+        stations = sorted({r.station for r in rows})
+        for n, station in enumerate(stations, 1):
+            wanted += [
+                MemberCreate(
+                    username=f"supervisor{n}",
+                    name=f"{station}值班长",
+                    role="supervisor",
+                    station=station,
+                    password=DEMO_PASSWORD,
+                ),
+                MemberCreate(
+                    username=f"operator{n}",
+                    name=f"96110坐席{n}",
+                    role="operator",
+                    station=station,
+                    password=DEMO_PASSWORD,
+                ),
+            ]
+        for area in rows:
+            team = f"{area.area_name}劝阻队"
+            if await teams_repository.get_by_name(s, team) is None:
+                await teams_service.add_team(s, TeamCreate(name=team, area_code=area.area_code))
+            suffix = area.area_code.rsplit("-", 1)[-1]
+            for role, title in (("officer", "民警"), ("auxiliary", "辅警"), ("grid_worker", "网格员")):
+                wanted.append(
+                    MemberCreate(username=f"{role.replace('_', '')}{suffix}", name=f"{area.area_name}{title}",
+                                 role=role, team=team, password=DEMO_PASSWORD)
+                )  # fmt: skip
+        for member in wanted:
+            if await members_repository.get_by_username(s, member.username) is None:
+                await members_service.add_member(s, member)
+            logins.append((member.username, member.role, member.team or member.station or "district"))
+    return DemoSummary(summary, dict(DEMO_SOURCES), {r.area_code for r in rows}, logins)
 
 
 async def wait_until_intake_knows(settings: CommonSettings, codes: set[str], timeout: float) -> bool:
@@ -132,8 +224,14 @@ async def wait_until_intake_knows(settings: CommonSettings, codes: set[str], tim
 
 
 def _source_create(name: str, rate_per_s: float) -> SourceCreate:
+    return _valid(SourceCreate, name=name, rate_per_s=rate_per_s)
+
+
+def _valid(model: type[M], **fields: object) -> M:
     try:
-        return SourceCreate(name=name, rate_per_s=rate_per_s)
+        return model.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_input=False))
-        raise AdminError(f"invalid source: {problems}") from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+        raise AdminError(f"invalid {model.__name__.removesuffix('Create').lower()}: {problems}") from None

@@ -15,6 +15,7 @@ from services.dispatch.settings import DispatchSettings
 from services.feedback.settings import FeedbackSettings
 from services.intake.settings import IntakeSettings
 from shared import migrate
+from shared.auth import ROLES
 from shared.migrate import SERVICES
 from shared.settings import CommonSettings
 
@@ -36,6 +37,30 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--rate-per-s", type=float, default=100.0, help="records per second (default 100)")
     revoke = source.add_parser("revoke", help="revoke a source and all its keys")
     revoke.add_argument("name")
+    rotate = source.add_parser("rotate", help="add a new key (the old one keeps working until revoked)")
+    rotate.add_argument("name")
+    revoke_key = source.add_parser("revoke-key", help="revoke one key of a source, named by its prefix")
+    revoke_key.add_argument("name")
+    revoke_key.add_argument("prefix")
+
+    team = sub.add_parser("team", help="visit teams").add_subparsers(dest="action", required=True)
+    team_add = team.add_parser("add", help="add a team to a police area")
+    team_add.add_argument("name")
+    team_add.add_argument("--area", required=True, metavar="AREA_CODE")
+    team_add.add_argument("--backup", action="store_true", help="the station's backup team")
+
+    member = sub.add_parser("member", help="people who log in").add_subparsers(dest="action", required=True)
+    member_add = member.add_parser("add", help="add a member and print a one-time password")
+    member_add.add_argument("username")
+    member_add.add_argument("--name", required=True)
+    member_add.add_argument("--role", required=True, choices=ROLES)
+    where = member_add.add_mutually_exclusive_group(required=True)
+    where.add_argument("--team", metavar="TEAM")
+    where.add_argument("--station", metavar="STATION")
+    where.add_argument("--district", action="store_true")
+    member_add.add_argument("--password", help="set this password instead of a generated one-time password")
+    deactivate = member.add_parser("deactivate", help="deactivate a member and end all their sessions")
+    deactivate.add_argument("username")
 
     areas = sub.add_parser("areas", help="the area registry").add_subparsers(dest="action", required=True)
     imp = areas.add_parser("import", help="import area_code,area_name,station,street,district rows (idempotent)")
@@ -111,12 +136,43 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         print(f"areas: {demo.areas.created} created, {demo.areas.updated} updated, {demo.areas.unchanged} unchanged")
         for name, key in demo.sources.items():
             print(f"source {name}: API key {key}")
+        print(f"logins (password {admin.DEMO_PASSWORD}):")
+        for username, role, where in demo.logins:
+            print(f"  {username:<14} {role:<12} {where}")
     elif args.command == "source" and args.action == "add":
         key = asyncio.run(admin.source_add(settings, args.name, args.rate_per_s))
         print(f"source {args.name} registered. Its API key, shown only now:\n{key}")
     elif args.command == "source" and args.action == "revoke":
         asyncio.run(admin.source_revoke(settings, args.name))
         print(f"source {args.name} revoked")
+    elif args.command == "source" and args.action == "rotate":
+        key, prefix = asyncio.run(admin.source_rotate(settings, args.name))
+        print(f"new key for {args.name} (prefix {prefix}), shown only now:\n{key}")
+    elif args.command == "source" and args.action == "revoke-key":
+        asyncio.run(admin.source_revoke_key(settings, args.name, args.prefix))
+        print(f"key {args.prefix}… of {args.name} revoked")
+    elif args.command == "team" and args.action == "add":
+        team = asyncio.run(admin.team_add(settings, args.name, args.area, args.backup))
+        print(f"team {team.name} added to {team.area_code} ({team.station}){' as backup' if team.backup else ''}")
+    elif args.command == "member" and args.action == "add":
+        member, generated = asyncio.run(
+            admin.member_add(
+                settings,
+                username=args.username,
+                name=args.name,
+                role=args.role,
+                team=args.team,
+                station=args.station,
+                district=args.district,
+                password=args.password,
+            )
+        )
+        print(f"member {member.username} ({member.role}) added")
+        if generated:
+            print(f"one-time password, shown only now: {generated}")
+    elif args.command == "member" and args.action == "deactivate":
+        asyncio.run(admin.member_deactivate(settings, args.username))
+        print(f"member {args.username} deactivated; their sessions have ended")
     elif args.command == "areas" and args.action == "import":
         try:
             data = args.file.read_bytes()

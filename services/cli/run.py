@@ -18,6 +18,7 @@ import httpx
 
 from services.cli import admin
 from shared import migrate
+from shared.auth import generate_keypair
 from shared.devinfra import Broker, ensure_database, port_is_free, start_postgres
 from shared.kafka import ensure_topics
 from shared.settings import ENV_FILE, HOME, CommonSettings
@@ -54,6 +55,22 @@ def _secret(path: Path) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _token_keys() -> dict[str, str]:
+    """Development signing keys for members' tokens, generated once under QUANZU_HOME."""
+    if os.environ.get("QUANZU_TOKEN_PRIVATE_KEY") or os.environ.get("QUANZU_TOKEN_PRIVATE_KEY_FILE"):
+        return {}
+    private, public = HOME / "token_private.pem", HOME / "token_public.pem"
+    if not private.exists():
+        private_pem, public_pem = generate_keypair()
+        private.write_text(private_pem)
+        private.chmod(0o600)
+        public.write_text(public_pem)
+    return {
+        "QUANZU_TOKEN_PRIVATE_KEY_FILE": str(private.resolve()),
+        "QUANZU_TOKEN_PUBLIC_KEY_FILE": str(public.resolve()),
+    }
 
 
 def _write_env_file(values: dict[str, str]) -> None:
@@ -124,6 +141,7 @@ def run(*, load_demo: bool = True) -> int:
             "QUANZU_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "QUANZU_SUBJECT_KEY_SECRET": os.environ.get("QUANZU_SUBJECT_KEY_SECRET")
             or _secret(HOME / "subject_key_secret"),
+            **_token_keys(),
         }
         _write_env_file(values)
         env = {**os.environ, **values}
@@ -187,4 +205,6 @@ def _print_summary(specs: list[ServiceSpec], demo: admin.DemoSummary | None, log
         print("\nDemo district loaded (areas 370202-011 … 370202-043, 市南区).")
         for name, key in demo.sources.items():
             print(f"  source {name:<11} API key: {key}")
+        print(f"  logins (password {admin.DEMO_PASSWORD}): admin, supervisor1…, operator1…, and per police area")
+        print("          officer011, auxiliary011, gridworker011 (370202-011) and so on; `quanzu demo` lists all")
     print('\nTry:  see README.md, "Post a warning".\n', flush=True)

@@ -1,16 +1,29 @@
-"""The dispatch service. So far it owns the area registry and publishes its changes; cases come next."""
+"""The dispatch service: the area registry, teams and members, logins; cases and escalation come next."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.dispatch.db import OUTBOX
+from services.dispatch.areas.api import router as areas_router
+from services.dispatch.auth.api import router as auth_router
+from services.dispatch.db import ACCESS_LOG, OUTBOX
+from services.dispatch.deps import MEMBER_SESSION, DispatchState
+from services.dispatch.members import repository as members
+from services.dispatch.members.api import router as members_router
 from services.dispatch.metrics import DISPATCH_REQUEST_SECONDS
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.teams.api import router as teams_router
+from shared import scope
+from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
+from shared.auth import TokenSigner, TokenVerifier
+from shared.db import unit_of_work
+from shared.deps import Authenticator
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -18,8 +31,16 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def runtime(app: FastAPI) -> AsyncIterator[Runtime]:
+        signer = TokenSigner(settings.private_key_pem(), timedelta(seconds=settings.access_token_ttl_s))
         rt = Runtime.open("dispatch", settings)
         rt.relay(OUTBOX)
+
+        async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:
+            async with unit_of_work(rt.factory, scope.system_settings()) as session:
+                return await members.session_state(session, member_id)
+
+        app.state.authenticator = Authenticator(TokenVerifier(settings.public_key_pem()), session_state)
+        app.state.dispatch = DispatchState(settings, rt.factory, signer)
         yield rt
 
     return make_app(
@@ -28,5 +49,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         settings=settings,
         runtime=runtime,
         request_histogram=DISPATCH_REQUEST_SECONDS,
-        routers=[],
+        routers=[
+            auth_router,
+            areas_router,
+            teams_router,
+            members_router,
+            access_log_router(ACCESS_LOG, MEMBER_SESSION),
+        ],
     )

@@ -1,8 +1,20 @@
 from __future__ import annotations
 
-from shared.settings import CommonSettings
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared.settings import CommonSettings, read_key
 
 
 class DispatchSettings(CommonSettings):
     dispatch_host: str = "127.0.0.1"
     dispatch_port: int = 8002
+    token_private_key: SecretStr = SecretStr("")
+    token_private_key_file: Path | None = None
+    access_token_ttl_s: int = Field(default=900, ge=30, le=900)
+    refresh_token_ttl_s: int = Field(default=7 * 86400, ge=3600, le=90 * 86400)
+
+    def private_key_pem(self) -> str:
+        value = self.token_private_key.get_secret_value()
+        return read_key(value, self.token_private_key_file, "QUANZU_TOKEN_PRIVATE_KEY")

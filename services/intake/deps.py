@@ -13,7 +13,10 @@ from services.intake.areas.service import KnownAreas
 from services.intake.settings import IntakeSettings
 from services.intake.sources.models import SourceIdentity
 from services.intake.sources.service import SourceDirectory
+from shared import scope
+from shared.auth import Principal, looks_like_jwt
 from shared.db import SessionFactory
+from shared.deps import Authenticator, bearer, scoped_session, unauthorized
 from shared.problems import Problem
 
 
@@ -23,6 +26,7 @@ class IntakeState:
     factory: SessionFactory
     sources: SourceDirectory
     areas: KnownAreas
+    authenticator: Authenticator
 
 
 def _state(request: Request) -> IntakeState:
@@ -31,46 +35,46 @@ def _state(request: Request) -> IntakeState:
 
 
 StateDep = Annotated[IntakeState, Depends(_state)]
+Caller = SourceIdentity | Principal
 
 
-async def _session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    # scope="function": the commit happens before the response is sent, so a 202 is only ever sent for
-    # a committed record, and a failed commit becomes the error response instead.
-    async with state.factory() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
-
-
-async def _source(
+async def _caller(
     state: StateDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
-) -> SourceIdentity:
-    key = x_api_key
-    if authorization is not None:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            key = credentials.strip()
-    unauthorized = Problem(
-        401,
-        "Unauthorized",
-        "Send your source's API key as `Authorization: Bearer <key>` or `X-API-Key`.",
-        type="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="quanzu-intake"'},
-    )
-    if not key or len(key) > 256:
-        raise unauthorized
-    identity = await state.sources.authenticate(key)
-    if identity is None:
-        raise unauthorized
-    return identity
+) -> Caller:
+    """An upstream source (API key, as bearer or X-API-Key) or a member (access token)."""
+    credential = bearer(authorization) or x_api_key
+    if credential and looks_like_jwt(credential):
+        return await state.authenticator.principal(credential)
+    if credential and len(credential) <= 256:
+        identity = await state.sources.authenticate(credential)
+        if identity is not None:
+            return identity
+    raise unauthorized("Send your source's API key as `Authorization: Bearer <key>` or `X-API-Key`.")
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _source(caller: CallerDep) -> SourceIdentity:
+    if not isinstance(caller, SourceIdentity):
+        raise Problem(403, "Forbidden", "Only upstream sources post warnings, with their API key.", type="forbidden")
+    return caller
 
 
 SourceDep = Annotated[SourceIdentity, Depends(_source)]
+
+
+async def _session(state: StateDep, caller: CallerDep) -> AsyncIterator[AsyncSession]:
+    settings = (
+        scope.source_settings(caller.name) if isinstance(caller, SourceIdentity) else scope.principal_settings(caller)
+    )
+    async for session in scoped_session(state.factory, settings):
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a 202 is only ever sent for a
+# committed record, and a failed commit becomes the error response instead.
+SESSION = Depends(_session, scope="function")
+SessionDep = Annotated[AsyncSession, SESSION]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,16 +12,26 @@ from fastapi import FastAPI
 from services.intake.areas.handlers import GROUP as REGISTRY_GROUP
 from services.intake.areas.handlers import on_registry_event
 from services.intake.areas.service import KnownAreas
-from services.intake.db import INBOX, OUTBOX
-from services.intake.deps import IntakeState
+from services.intake.db import ACCESS_LOG, INBOX, MEMBER_SESSIONS, OUTBOX
+from services.intake.deps import SESSION, IntakeState
 from services.intake.metrics import INTAKE_REQUEST_SECONDS
 from services.intake.settings import IntakeSettings
+from services.intake.sources.api import router as sources_router
 from services.intake.sources.service import SourceDirectory
+from services.intake.warnings import service as warnings_service
 from services.intake.warnings.api import router as warnings_router
+from shared import member_sessions
+from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
+from shared.auth import TokenVerifier
+from shared.db import SessionFactory, unit_of_work
+from shared.deps import Authenticator
 from shared.events import Envelope, Topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop
+from shared.scope import system_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -27,6 +39,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def runtime(app: FastAPI) -> AsyncIterator[Runtime]:
+        verifier = TokenVerifier(settings.public_key_pem())
         rt = Runtime.open("intake", settings)
         rt.relay(OUTBOX)
         areas = KnownAreas(rt.factory, settings.area_refresh_s)
@@ -43,11 +56,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             handler=on_registry,
             producer=rt.producer,
         )
-        rt.runners.update({"registry-consumer": registry.run, "known-areas": areas.run})
+        rt.runners.update(
+            {
+                "registry-consumer": registry.run,
+                "known-areas": areas.run,
+                "retention": lambda: _erase_periodically(rt.factory, settings.retention_days),
+            }
+        )
+        authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
+        app.state.authenticator = authenticator
         sources = SourceDirectory(
             rt.factory, ttl=settings.source_cache_ttl_s, batch_max_records=settings.batch_max_records
         )
-        app.state.intake = IntakeState(settings, rt.factory, sources, areas)
+        app.state.intake = IntakeState(settings, rt.factory, sources, areas, authenticator)
         yield rt
 
     return make_app(
@@ -56,5 +77,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings,
         runtime=runtime,
         request_histogram=INTAKE_REQUEST_SECONDS,
-        routers=[warnings_router],
+        routers=[warnings_router, sources_router, access_log_router(ACCESS_LOG, SESSION)],
     )
+
+
+async def _erase_periodically(factory: SessionFactory, retention_days: int, every_s: float = 3600) -> None:
+    """Personal data is kept only as long as needed (PIPL): erase subjects past the retention period."""
+    while True:
+        try:
+            async with unit_of_work(factory, system_settings()) as session:
+                erased = await warnings_service.erase_personal_data(session, retention_days)
+            if erased:
+                log.info("erased the personal data of %d warnings older than %d days", erased, retention_days)
+        except Exception as exc:
+            log.warning("retention run failed: %s", exc)
+        await asyncio.sleep(every_s)

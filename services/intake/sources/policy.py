@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 
 KEY_PREFIX = "qz_"
+#: How much of a key is kept in clear to name it (in listings and when revoking it): not enough to use it.
+KEY_PREFIX_LENGTH = 12
 
 
 def new_api_key() -> str:

@@ -53,3 +53,22 @@ async def revoke(session: AsyncSession, source: Source) -> None:
         .values(revoked_at=now)
     )
     await session.flush()
+
+
+async def active_keys(session: AsyncSession, source_id: uuid.UUID) -> list[SourceKey]:
+    stmt = select(SourceKey).where(SourceKey.source_id == source_id, col(SourceKey.revoked_at).is_(None))
+    return list((await session.exec(stmt.order_by(col(SourceKey.created_at)))).all())
+
+
+async def revoke_key(session: AsyncSession, source_id: uuid.UUID, key_prefix: str) -> bool:
+    stmt = (
+        update(SourceKey)
+        .where(
+            col(SourceKey.source_id) == source_id,
+            col(SourceKey.key_prefix) == key_prefix,
+            col(SourceKey.revoked_at).is_(None),
+        )
+        .values(revoked_at=datetime.now(UTC))
+    )
+    result = await session.exec(stmt)
+    return bool(result.rowcount)

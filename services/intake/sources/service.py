@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake.sources import repository
 from services.intake.sources.models import Source, SourceCreate, SourceIdentity
 from services.intake.sources.policy import (
+    KEY_PREFIX_LENGTH,
     TokenBucket,
     bucket_capacity,
     hash_api_key,
@@ -26,8 +27,38 @@ async def add_source(session: AsyncSession, data: SourceCreate, *, api_key: str 
         raise SourceError(f"source {data.name!r} already exists")
     source = await repository.add(session, Source(name=data.name, rate_per_s=data.rate_per_s))
     key = api_key or new_api_key()
-    await repository.add_key(session, source.id, hash_api_key(key), key[:8])
+    await repository.add_key(session, source.id, hash_api_key(key), key[:KEY_PREFIX_LENGTH])
     return source, key
+
+
+MAX_ACTIVE_KEYS = 2  # the old and the new key during a rotation
+
+
+async def rotate_key(session: AsyncSession, name: str) -> tuple[str, str]:
+    """Add a key to a source (the old one keeps working until revoked); returns (key, its prefix)."""
+    source = await _active(session, name)
+    if len(await repository.active_keys(session, source.id)) >= MAX_ACTIVE_KEYS:
+        raise SourceError(f"source {name!r} already has {MAX_ACTIVE_KEYS} active keys: revoke the old one first")
+    key = new_api_key()
+    await repository.add_key(session, source.id, hash_api_key(key), key[:KEY_PREFIX_LENGTH])
+    return key, key[:KEY_PREFIX_LENGTH]
+
+
+async def revoke_key(session: AsyncSession, name: str, key_prefix: str) -> None:
+    source = await _active(session, name)
+    if not await repository.revoke_key(session, source.id, key_prefix):
+        raise SourceError(f"source {name!r} has no active key starting {key_prefix!r}")
+
+
+async def active_key_prefixes(session: AsyncSession, source: Source) -> list[str]:
+    return [k.key_prefix for k in await repository.active_keys(session, source.id)]
+
+
+async def _active(session: AsyncSession, name: str) -> Source:
+    source = await repository.get_by_name(session, name)
+    if source is None or source.revoked_at is not None:
+        raise SourceError(f"no active source named {name!r}")
+    return source
 
 
 async def revoke_source(session: AsyncSession, name: str) -> Source:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
-from services.intake.deps import SessionDep, SourceDep, StateDep
+from services.intake.deps import CallerDep, SessionDep, SourceDep, StateDep
 from services.intake.metrics import WARNINGS_RECEIVED
 from services.intake.sources.models import SourceIdentity
 from services.intake.sources.policy import retry_after_header
@@ -20,7 +20,6 @@ from services.intake.warnings.models import BatchCreate, WarningAccepted, Warnin
 from services.intake.warnings.policy import Verdict, record_errors, unassigned_detail
 from shared.events import FRAUD_TYPES, RISK_LEVELS
 from shared.http import read_json
-from shared.personal import mask_subject
 from shared.problems import Problem, field_errors, validation_problem
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
@@ -188,10 +187,15 @@ async def post_batch(request: Request, source: SourceDep, state: StateDep, sessi
 
 
 @router.get("/{warning_id}", response_model=WarningPublic, responses=_ERRORS)
-async def get_warning(warning_id: uuid.UUID, source: SourceDep, session: SessionDep) -> WarningPublic:
-    """The record as stored, personal fields masked. A source sees only its own records."""
-    warning = await service.get_for_source(session, warning_id, source.name)
+async def get_warning(
+    warning_id: uuid.UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    reason: Annotated[str | None, Query(max_length=200, description="why an admin reads full personal data")] = None,
+) -> WarningPublic:
+    """The record as stored. A source sees its own records; a member those of their areas; masked for all but
+    admins, whose read is access-logged. Anything else is 404, so ids cannot be probed."""
+    warning = await service.read(session, warning_id, caller, reason=reason)
     if warning is None:
-        raise Problem(404, "Not found", "No such warning for this source.", type="not-found")
-    masked = mask_subject(warning.subject)
-    return WarningPublic.model_validate({**warning.model_dump(), "subject": masked})
+        raise Problem(404, "Not found", "No such warning.", type="not-found")
+    return warning

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import tuple_
+from sqlalchemy import text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,3 +36,16 @@ async def find_existing(
 
 async def get(session: AsyncSession, warning_id: uuid.UUID) -> Warning | None:
     return await session.get(Warning, warning_id)
+
+
+async def erase_subjects(session: AsyncSession, older_than_days: int) -> int:
+    conn = await session.connection()
+    result = await conn.execute(
+        text(
+            """UPDATE intake.warnings
+               SET subject = jsonb_build_object('residency', subject->'residency', 'erased', true), subject_key = ''
+               WHERE received_at < now() - make_interval(days => :days) AND NOT subject ? 'erased'"""
+        ),
+        {"days": older_than_days},
+    )
+    return int(result.rowcount or 0)

@@ -10,13 +10,16 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.intake.db import OUTBOX
+from services.intake.db import ACCESS_LOG, OUTBOX
+from services.intake.sources.models import SourceIdentity
 from services.intake.warnings import repository
-from services.intake.warnings.models import Warning, WarningCreate
+from services.intake.warnings.models import WarningCreate, WarningPublic
 from services.intake.warnings.policy import Verdict, content_hash, replay_verdict
+from shared import access_log
+from shared.auth import Principal
 from shared.events import Envelope, SubjectData, Topic, WarningReceivedV1
 from shared.outbox import enqueue_many
-from shared.personal import subject_key
+from shared.personal import mask_subject, subject_key
 
 EVENT_SOURCE = "quanzu/intake"
 
@@ -130,6 +133,35 @@ def _event(row: dict[str, Any]) -> Envelope:
     return Envelope.new(WarningReceivedV1.TYPE, EVENT_SOURCE, data, subject=str(row["id"]))
 
 
-async def get_for_source(session: AsyncSession, warning_id: uuid.UUID, source: str) -> Warning | None:
+PERSONAL_FIELDS = ("phone", "name", "id_number", "address")
+
+
+async def read(
+    session: AsyncSession, warning_id: uuid.UUID, caller: SourceIdentity | Principal, *, reason: str | None
+) -> WarningPublic | None:
+    """The warning if the caller's scope holds it (row-level security decides), masked unless an admin reads it;
+    an admin's read of full personal fields is written to the access log first."""
     warning = await repository.get(session, warning_id)
-    return warning if warning is not None and warning.source == source else None
+    if warning is None:
+        return None
+    subject = warning.subject
+    if isinstance(caller, Principal) and caller.is_admin:
+        fields = [f for f in PERSONAL_FIELDS if subject.get(f)]
+        if fields:
+            await access_log.record(
+                session,
+                ACCESS_LOG,
+                caller,
+                object_type="warning",
+                object_id=warning.id,
+                fields=fields,
+                reason=reason or "admin read of a warning",
+            )
+    else:
+        subject = mask_subject(subject)
+    return WarningPublic.model_validate({**warning.model_dump(), "subject": subject})
+
+
+async def erase_personal_data(session: AsyncSession, older_than_days: int) -> int:
+    """Erase the subject of every warning received more than `older_than_days` ago; counts stay computable."""
+    return await repository.erase_subjects(session, older_than_days)
