@@ -1,6 +1,8 @@
-"""The append-only log of every read of a full, unmasked personal field: who, when, what, and why."""
+"""The append-only log of every read of a full, unmasked personal field: who, when, what, and why.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the router's session parameter is annotated with a dependency
+known only at run time, which FastAPI must be able to evaluate.
+"""
 
 import uuid
 from collections.abc import AsyncIterator, Callable

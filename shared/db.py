@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,29 +33,24 @@ def asyncpg_dsn(url: str) -> str:
 def make_engine(
     url: str, *, pool_size: int = 10, application_name: str = "quanzu", role: str | None = None
 ) -> AsyncEngine:
-    """An engine; with `role`, every connection switches to it (a role that owns nothing and cannot bypass
-    row-level security), so the service's queries are held to the caller's scope whoever logged in."""
-    engine = create_async_engine(
+    """An engine; with `role`, every connection runs as that role (one that owns nothing and cannot bypass
+    row-level security), so the service's queries are held to the caller's scope whoever logged in.
+
+    The role is a startup parameter of the connection, not a `SET ROLE` statement: a session-level SET
+    issued inside a transaction is undone when that transaction rolls back, which would silently hand a
+    pooled connection back its login role (a superuser, in development) and bypass every policy.
+    """
+    server_settings = {"application_name": application_name}
+    if role is not None:
+        server_settings["role"] = role
+    return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=5,
-        connect_args={
-            "server_settings": {"application_name": application_name},
-            "timeout": 5,
-            "command_timeout": 30,
-        },
+        connect_args={"server_settings": server_settings, "timeout": 5, "command_timeout": 30},
     )
-    if role is not None:
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _set_role(dbapi_connection: Any, _: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f'SET ROLE "{role}"')
-            cursor.close()
-
-    return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

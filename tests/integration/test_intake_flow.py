@@ -86,4 +86,4 @@ async def test_a_source_reads_its_own_warning_masked_and_not_another_sources(
     assert subject["id_number"] != record["subject"]["id_number"]
     assert record["subject"]["id_number"] not in mine.text
     assert subject["name"] == "张*"
-    assert theirs.status_code == 404
+    assert theirs.status_code == 404, (other.name, source.name, theirs.text)
