@@ -105,7 +105,7 @@ async def test_retention_erases_personal_fields_and_keeps_the_counts(
     engine = make_engine(database_url, role="quanzu_intake_app")
     try:
         async with unit_of_work(make_session_factory(engine), system_settings()) as session:
-            await session.exec(
+            await session.exec(  # type: ignore[call-overload]
                 sa.text("UPDATE intake.warnings SET received_at = received_at - interval '200 days' WHERE id = :id"),
                 params={"id": warning_id},
             )
