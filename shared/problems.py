@@ -76,8 +76,40 @@ def unavailable(detail: str = "The service cannot store requests right now.", re
     return Problem(503, "Service unavailable", detail, type="unavailable", headers={"Retry-After": str(retry_after)})
 
 
+def nul_fields(value: Any, path: str = "") -> list[str]:
+    """The paths of every string inside `value` holding a NUL character, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return [path or "(body)"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in nul_fields(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in nul_fields(v, f"{path}[{i}]")]
+    return []
+
+
+NUL_MESSAGE = "contains a NUL character, which cannot be stored"
+# PostgreSQL's answer to text it cannot store (a NUL in text or jsonb): the client's input, not our fault.
+_UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
+
+
+def _unstorable_text(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    stack = [exc]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if getattr(err, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
+            return True
+        stack.extend(e for e in (getattr(err, "orig", None), err.__cause__, err.__context__) if e is not None)
+    return False
+
+
 class DatabaseUnavailableMiddleware:
-    """An unreachable database is the service's condition, not a bug: answer 503 with Retry-After.
+    """An unreachable database is the service's condition, not a bug: answer 503 with Retry-After. Text the
+    database cannot store (a NUL character that slipped past validation) is the client's: answer 422.
 
     A middleware rather than an exception handler: Starlette re-raises whatever reaches its catch-all handler.
     """
@@ -99,6 +131,12 @@ class DatabaseUnavailableMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
+            if not started and _unstorable_text(exc):
+                problem = validation_problem(
+                    [{"field": "(body)", "message": NUL_MESSAGE}], "A text field " + NUL_MESSAGE
+                )
+                await problem.response(scope.get("path"))(scope, receive, send)
+                return
             if started or not is_database_unavailable(exc):
                 raise
             log.warning("database unavailable on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)

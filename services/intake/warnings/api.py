@@ -20,7 +20,7 @@ from services.intake.warnings.models import BatchCreate, WarningAccepted, Warnin
 from services.intake.warnings.policy import Verdict, record_errors, unassigned_detail
 from shared.events import FRAUD_TYPES, RISK_LEVELS
 from shared.http import read_json
-from shared.problems import Problem, field_errors, validation_problem
+from shared.problems import NUL_MESSAGE, Problem, field_errors, nul_fields, validation_problem
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 
@@ -65,6 +65,8 @@ def _parse(item: Any, source: str, state: StateDep, *, prefix: str = "") -> Warn
     """A validated record, or the field errors that make it invalid."""
     if not isinstance(item, dict):
         return [{"field": prefix.rstrip(".") or "(body)", "message": "must be a JSON object"}]
+    if nul := nul_fields(item):
+        return [{"field": prefix + path, "message": NUL_MESSAGE} for path in nul]
     try:
         record = WarningCreate.model_validate(item)
     except ValidationError as exc:
