@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -13,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
+log = logging.getLogger(__name__)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -120,3 +125,22 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         stack.extend([getattr(err, "orig", None), err.__cause__, err.__context__])
     return False
+
+
+async def listen(database_url: str, channel: str, on_notify: Callable[[], None]) -> None:
+    """LISTEN on `channel` for as long as the task runs, reconnecting when the connection drops."""
+    while True:
+        try:
+            conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
+        except Exception as exc:
+            log.debug("listener for %s cannot connect: %s", channel, exc)
+            await asyncio.sleep(2)
+            continue
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda *_, closed=closed: closed.set())
+        try:
+            await conn.add_listener(channel, lambda *_: on_notify())
+            await closed.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()

@@ -15,14 +15,13 @@ import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-import asyncpg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import asyncpg_dsn
+from shared.db import listen
 from shared.events import Envelope
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_SECONDS, OUTBOX_PUBLISHED
 
@@ -114,7 +113,7 @@ class OutboxRelay:
         self._last_purge = datetime.min
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(listen(self.database_url, notify_channel(str(self.table.schema)), self.wake))
         backoff = 0.25
         try:
             while True:
@@ -189,25 +188,6 @@ class OutboxRelay:
                 await conn.execute(
                     sa.delete(t).where(t.c.published_at.is_not(None), t.c.published_at < sa.func.now() - self.retention)
                 )
-
-    async def _listen(self) -> None:
-        """LISTEN for commits of outbox rows so the relay publishes at once instead of on its next poll."""
-        channel = notify_channel(str(self.table.schema))
-        while True:
-            try:
-                conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
-            except Exception as exc:
-                log.debug("outbox listener cannot connect: %s", exc)
-                await asyncio.sleep(2)
-                continue
-            closed = asyncio.Event()
-            conn.add_termination_listener(lambda *_, closed=closed: closed.set())
-            try:
-                await conn.add_listener(channel, lambda *_: self._wake.set())
-                await closed.wait()
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
 
 
 async def replay_since(engine: AsyncEngine, table: sa.Table, since: datetime) -> int:
