@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from services.dispatch.db import OUTBOX as DISPATCH_OUTBOX
 from services.dispatch.members import repository as members_repository
 from services.dispatch.members import service as members_service
 from services.dispatch.members.models import Member, MemberCreate
+from services.dispatch.policies import service as policies_service
+from services.dispatch.policies.models import EffectivePolicy
+from services.dispatch.policies.policy import PolicyFile
 from services.dispatch.teams import repository as teams_repository
 from services.dispatch.teams import service as teams_service
 from services.dispatch.teams.models import Team, TeamCreate
@@ -102,6 +106,30 @@ async def member_deactivate(settings: CommonSettings, username: str) -> None:
         try:
             await members_service.deactivate(s, username)
         except members_service.MemberError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def policy_set(settings: CommonSettings, scope: str, data: bytes) -> tuple[int, bool]:
+    try:
+        raw = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdminError(f"the policy file is not valid JSON: {exc}") from None
+    file = _valid(PolicyFile, **raw) if isinstance(raw, dict) else None
+    if file is None:
+        raise AdminError("the policy file must hold a JSON object")
+    async with session(settings) as s:
+        try:
+            version, changed = await policies_service.set_policy(s, scope, file, by="quanzu-cli")
+        except policies_service.PolicyError as exc:
+            raise AdminError(str(exc)) from None
+    return version.version, changed
+
+
+async def policy_show(settings: CommonSettings, area_code: str) -> EffectivePolicy:
+    async with session(settings) as s:
+        try:
+            return await policies_service.effective(s, area_code)
+        except policies_service.PolicyError as exc:
             raise AdminError(str(exc)) from None
 
 
@@ -198,6 +226,11 @@ async def demo(settings: CommonSettings) -> DemoSummary:
                     MemberCreate(username=f"{role.replace('_', '')}{suffix}", name=f"{area.area_name}{title}",
                                  role=role, team=team, password=DEMO_PASSWORD)
                 )  # fmt: skip
+        # The district default is the contract's; 太平角 upgrades phone dissuasion of residents, workers and
+        # transit subjects to a visit (电话劝阻提级为见面劝阻), as the documents' district did.
+        await policies_service.set_policy(s, "default", PolicyFile(), by="quanzu-demo")
+        residency_rule = PolicyFile(visit_for_residency=["resident", "worker", "transit"])
+        await policies_service.set_policy(s, "370202-012", residency_rule, by="quanzu-demo")
         for member in wanted:
             if await members_repository.get_by_username(s, member.username) is None:
                 await members_service.add_member(s, member)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     imp = areas.add_parser("import", help="import area_code,area_name,station,street,district rows (idempotent)")
     imp.add_argument("file", type=Path)
     areas.add_parser("republish", help="publish every area again (rebuilds the other services' copies)")
+
+    policy = sub.add_parser("policy", help="per-area dissuasion policies").add_subparsers(dest="action", required=True)
+    policy_set = policy.add_parser("set", help="set an area's policy (or the district default's) from a JSON file")
+    policy_set.add_argument("scope", metavar="AREA_CODE|default")
+    policy_set.add_argument("file", type=Path)
+    policy_show = policy.add_parser("show", help="the policy in force for an area, per risk level")
+    policy_show.add_argument("area_code", metavar="AREA_CODE|default")
 
     outbox = sub.add_parser("outbox", help="the services' outboxes").add_subparsers(dest="action", required=True)
     replay = outbox.add_parser("replay", help="republish every event since TIME (after a broker lost its data)")
@@ -182,6 +190,16 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         print(f"areas: {s.created} created, {s.updated} updated, {s.unchanged} unchanged")
     elif args.command == "areas" and args.action == "republish":
         print(f"{asyncio.run(admin.areas_republish(settings))} areas republished")
+    elif args.command == "policy" and args.action == "set":
+        try:
+            data = args.file.read_bytes()
+        except OSError as exc:
+            raise admin.AdminError(f"cannot read {args.file}: {exc.strerror}") from None
+        version, changed = asyncio.run(admin.policy_set(settings, args.scope, data))
+        print(f"policy of {args.scope}: version {version}" + ("" if changed else " (unchanged)"))
+    elif args.command == "policy" and args.action == "show":
+        shown = asyncio.run(admin.policy_show(settings, args.area_code))
+        print(json.dumps(shown.model_dump(mode="json"), ensure_ascii=False, indent=2))
     elif args.command == "outbox" and args.action == "replay":
         counts = asyncio.run(admin.outbox_replay(settings, args.since))
         print(", ".join(f"{svc}: {n} events requeued" for svc, n in counts.items()))

@@ -16,6 +16,7 @@ from services.dispatch.deps import MEMBER_SESSION, DispatchState
 from services.dispatch.members import repository as members
 from services.dispatch.members.api import router as members_router
 from services.dispatch.metrics import DISPATCH_REQUEST_SECONDS
+from services.dispatch.policies.api import router as policies_router
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.teams.api import router as teams_router
 from shared import scope
@@ -54,6 +55,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             areas_router,
             teams_router,
             members_router,
+            policies_router,
             access_log_router(ACCESS_LOG, MEMBER_SESSION),
         ],
     )
