@@ -38,6 +38,8 @@ def access_log_table(metadata: sa.MetaData, schema: str) -> sa.Table:
         sa.Column("fields", ARRAY(sa.Text), nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         schema=schema,
+        # Members may add entries but not read them back (only admins read the log): no INSERT ... RETURNING.
+        implicit_returning=False,
     )
 
 

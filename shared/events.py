@@ -133,3 +133,123 @@ class MemberChangedV1(BaseModel):
     member_id: uuid.UUID
     active: bool
     session_epoch: int
+
+
+# --- dispatch.events: ids, areas and enumerations only; never personal data -----------------------------------
+
+
+class CaseOpenedV1(BaseModel):
+    TYPE: ClassVar = "case.opened"
+
+    case_id: uuid.UUID
+    warning_id: uuid.UUID
+    subject_key: str
+    source: str
+    area_code: str | None
+    station: str | None
+    street: str | None
+    risk_level: RiskLevel
+    fraud_type: FraudType
+    in_progress: bool
+    residency: Residency
+    rewarned: bool
+    opened_at: datetime
+
+
+class CaseJoinedV1(BaseModel):
+    """A further warning for a subject whose case is open: it joins the case (and may raise its risk)."""
+
+    TYPE: ClassVar = "case.joined"
+
+    case_id: uuid.UUID
+    warning_id: uuid.UUID
+    source: str
+    risk_level: RiskLevel
+    at: datetime
+
+
+class TaskCreatedV1(BaseModel):
+    TYPE: ClassVar = "task.created"
+
+    task_id: uuid.UUID
+    case_id: uuid.UUID
+    tier: str
+    attempt: int
+    area_code: str | None
+    station: str | None
+    team_id: uuid.UUID | None
+    created_at: datetime
+    due_at: datetime
+    ack_due_at: datetime | None
+    reason: str
+
+
+class TaskAssignedV1(BaseModel):
+    TYPE: ClassVar = "task.assigned"
+
+    task_id: uuid.UUID
+    case_id: uuid.UUID
+    team_id: uuid.UUID | None
+    station: str | None
+    by: str
+    at: datetime
+
+
+class TaskEscalatedV1(BaseModel):
+    TYPE: ClassVar = "task.escalated"
+
+    case_id: uuid.UUID
+    from_tier: str
+    to_tier: str
+    reason: str
+    at: datetime
+
+
+class SmsSentV1(BaseModel):
+    TYPE: ClassVar = "sms.sent"
+
+    task_id: uuid.UUID
+    case_id: uuid.UUID
+    accepted: bool
+    at: datetime
+
+
+class SlaBreachedV1(BaseModel):
+    TYPE: ClassVar = "sla.breached"
+
+    task_id: uuid.UUID | None
+    case_id: uuid.UUID
+    tier: str
+    kind: str  # "due" (not done in time), "ack" (not acknowledged in time), "unassigned"
+    area_code: str | None
+    due_at: datetime
+    at: datetime
+
+
+class CaseClosedV1(BaseModel):
+    TYPE: ClassVar = "case.closed"
+
+    case_id: uuid.UUID
+    closure: str
+    area_code: str | None
+    at: datetime
+
+
+# --- feedback.outcomes --------------------------------------------------------------------------------------
+
+
+class OutcomeRecordedV1(BaseModel):
+    """`outcome.recorded` on `feedback.outcomes`: what happened when a member acted on a task."""
+
+    TYPE: ClassVar = "outcome.recorded"
+
+    outcome_id: uuid.UUID
+    task_id: uuid.UUID
+    case_id: uuid.UUID | None = None
+    kind: Literal["sms", "call", "visit", "follow_up"]
+    call_result: Literal["connected", "no_answer", "busy", "powered_off", "invalid_number", "rejected"] | None = None
+    dissuasion_result: (
+        Literal["dissuaded", "not_dissuaded", "already_defrauded", "not_met", "false_positive"] | None
+    ) = None
+    recorded_at: datetime
+    recorded_by: str | None = None

@@ -112,6 +112,8 @@ class TimerEngine:
         batch_size: int = 200,
         max_sleep_s: float = 30.0,
         max_attempts: int = 5,
+        kinds: tuple[str, ...] | None = None,
+        exclude_kinds: tuple[str, ...] = (),
     ) -> None:
         self.factory = factory
         self.database_url = database_url
@@ -120,6 +122,9 @@ class TimerEngine:
         self.batch_size = batch_size
         self.max_sleep_s = max_sleep_s
         self.max_attempts = max_attempts
+        # Separate engines for separate kinds: a slow SMS provider must not hold up escalations.
+        self.kinds = kinds
+        self.exclude_kinds = exclude_kinds
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -149,7 +154,7 @@ class TimerEngine:
             rows = (
                 await conn.execute(
                     sa.select(t.c.id, t.c.kind, t.c.ref, t.c.due_at, t.c.attempts)
-                    .where(t.c.fired_at.is_(None), t.c.due_at <= sa.func.clock_timestamp())
+                    .where(t.c.fired_at.is_(None), t.c.due_at <= sa.func.clock_timestamp(), *self._kind_filter())
                     .order_by(t.c.due_at)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
@@ -168,6 +173,15 @@ class TimerEngine:
                 LATENESS.labels(due.kind).observe(max((now - due.due_at).total_seconds(), 0.0))
                 FIRED.labels(due.kind, "fired").inc()
         return len(rows)
+
+    def _kind_filter(self) -> list[sa.ColumnElement[bool]]:
+        t = self.table
+        filters: list[sa.ColumnElement[bool]] = []
+        if self.exclude_kinds:
+            filters.append(t.c.kind.not_in(self.exclude_kinds))
+        if self.kinds is not None:
+            filters.append(t.c.kind.in_(self.kinds))
+        return filters
 
     async def _failed(self, session: AsyncSession, due: Due, exc: Exception) -> None:
         t = self.table
@@ -190,7 +204,7 @@ class TimerEngine:
             wait = (
                 await conn.execute(
                     sa.select(sa.func.extract("epoch", sa.func.min(t.c.due_at) - sa.func.clock_timestamp())).where(
-                        t.c.fired_at.is_(None)
+                        t.c.fired_at.is_(None), *self._kind_filter()
                     )
                 )
             ).scalar()

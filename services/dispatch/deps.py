@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.dispatch.notify.service import Notifier
 from services.dispatch.settings import DispatchSettings
 from shared import scope
 from shared.auth import TokenSigner
@@ -21,6 +22,7 @@ class DispatchState:
     settings: DispatchSettings
     factory: SessionFactory
     signer: TokenSigner
+    notifier: Notifier
 
 
 def _state(request: Request) -> DispatchState:

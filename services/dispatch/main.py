@@ -11,13 +11,21 @@ from fastapi import FastAPI
 
 from services.dispatch.areas.api import router as areas_router
 from services.dispatch.auth.api import router as auth_router
-from services.dispatch.db import ACCESS_LOG, OUTBOX
+from services.dispatch.cases import handlers
+from services.dispatch.cases.api import router as cases_router
+from services.dispatch.cases.gauges import refresh_open_cases
+from services.dispatch.cases.handlers import OUTCOMES_GROUP, WARNINGS_GROUP
+from services.dispatch.cases.service import SMS_SEND
+from services.dispatch.db import ACCESS_LOG, DEADLINES, INBOX, OUTBOX
 from services.dispatch.deps import MEMBER_SESSION, DispatchState
 from services.dispatch.members import repository as members
 from services.dispatch.members.api import router as members_router
 from services.dispatch.metrics import DISPATCH_REQUEST_SECONDS
+from services.dispatch.notify.api import router as notifications_router
+from services.dispatch.notify.service import RecordingNotifier
 from services.dispatch.policies.api import router as policies_router
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.tasks.api import router as tasks_router
 from services.dispatch.teams.api import router as teams_router
 from shared import scope
 from shared.access_log import access_log_router
@@ -25,6 +33,10 @@ from shared.app import Runtime, make_app
 from shared.auth import TokenSigner, TokenVerifier
 from shared.db import unit_of_work
 from shared.deps import Authenticator
+from shared.events import Topic
+from shared.inbox import transactional
+from shared.kafka import ConsumerLoop
+from shared.timers import TimerEngine
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -35,13 +47,35 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         signer = TokenSigner(settings.private_key_pem(), timedelta(seconds=settings.access_token_ttl_s))
         rt = Runtime.open("dispatch", settings)
         rt.relay(OUTBOX)
+        notifier = RecordingNotifier()
+        for group, topic, handler in (
+            (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, handlers.on_warning(notifier)),
+            (OUTCOMES_GROUP, Topic.FEEDBACK_OUTCOMES, handlers.on_outcome(notifier)),
+        ):
+            consumer = ConsumerLoop(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group=group,
+                topics=[topic],
+                handler=transactional(rt.factory, INBOX, group, handler),
+                producer=rt.producer,
+            )
+            rt.runners[group] = consumer.run
+        escalations = TimerEngine(
+            factory=rt.factory,
+            database_url=settings.require_database_url(),
+            table=DEADLINES,
+            handler=handlers.on_deadline(notifier),
+            exclude_kinds=(SMS_SEND,),
+        )
+        rt.runners["deadlines"] = escalations.run
+        rt.runners["open-cases-gauge"] = lambda: refresh_open_cases(rt.factory)
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:
             async with unit_of_work(rt.factory, scope.system_settings()) as session:
                 return await members.session_state(session, member_id)
 
         app.state.authenticator = Authenticator(TokenVerifier(settings.public_key_pem()), session_state)
-        app.state.dispatch = DispatchState(settings, rt.factory, signer)
+        app.state.dispatch = DispatchState(settings, rt.factory, signer, notifier)
         yield rt
 
     return make_app(
@@ -56,6 +90,9 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             teams_router,
             members_router,
             policies_router,
+            tasks_router,
+            cases_router,
+            notifications_router,
             access_log_router(ACCESS_LOG, MEMBER_SESSION),
         ],
     )

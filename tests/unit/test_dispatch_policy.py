@@ -153,9 +153,11 @@ def test_already_defrauded_at_the_door_closes_flagged_for_investigation() -> Non
 
 
 def test_low_risk_sms_delivered_closes_and_undelivered_escalates() -> None:
-    assert rules.after_sms(delivered=True, sms_only=True).close == "sms_only"
-    assert rules.after_sms(delivered=False, sms_only=True).escalation == ("sms", "call", "sms_undeliverable")
-    assert rules.after_sms(delivered=True, sms_only=False) == rules.Decision()
+    assert rules.after_sms(delivered=True, sms_only=True, policy=DEFAULT).close == "sms_only"
+    undelivered = rules.after_sms(delivered=False, sms_only=True, policy=DEFAULT)
+    assert undelivered.escalation == ("sms", "call", "sms_undeliverable")
+    assert [(t.tier, t.due_in_s) for t in undelivered.tasks] == [("call", 1800)]
+    assert rules.after_sms(delivered=True, sms_only=False, policy=DEFAULT) == rules.Decision()
 
 
 # --- acknowledgement and deadlines ------------------------------------------------------------------------------
@@ -200,6 +202,7 @@ def test_a_risk_override_applies_to_that_risk_only() -> None:
     ("body", "field"),
     [
         ({"ack_within_s": -1}, "ack_within_s"),
+        ({"ack_within_s": 0}, "ack_within_s"),
         ({"visit_arrive_within_s": 10**9}, "visit_arrive_within_s"),
         ({"call_attempts": 0}, "call_attempts"),
         ({"visit_for_residency": ["tourist"]}, "visit_for_residency"),

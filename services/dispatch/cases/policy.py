@@ -83,13 +83,14 @@ def opening(
     return Decision(tasks=tuple(tasks), notes=tuple(reasons))
 
 
-def after_sms(*, delivered: bool, sms_only: bool) -> Decision:
+def after_sms(*, delivered: bool, sms_only: bool, policy: PolicyValues) -> Decision:
     """A low-risk case whose SMS was delivered closes `sms_only`; an undeliverable one escalates to a call."""
     if not sms_only:
         return Decision()
     if delivered:
         return Decision(close="sms_only")
-    return Decision(escalation=("sms", "call", "sms_undeliverable"))
+    call = NewTask("call", _call_deadline("medium", policy), policy.ack_within_s, "sms_undeliverable")
+    return Decision(tasks=(call,), escalation=("sms", "call", "sms_undeliverable"))
 
 
 def after_call(

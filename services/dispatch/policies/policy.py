@@ -40,18 +40,18 @@ class PolicyValues(BaseModel):
     sms_within_s: Duration = _duration(60)
     call_first_within_s: dict[CallRisk, Duration] = Field(default_factory=_default_call_first)
     call_attempts: int = Field(default=3, ge=1, le=10)
-    call_retry_interval_s: Duration = _duration(300, minimum=30)
-    visit_arrive_within_s: Duration = _duration(3600, minimum=60)
-    follow_up_within_s: Duration = _duration(DAY, minimum=60)
+    call_retry_interval_s: Duration = _duration(300, minimum=1)
+    visit_arrive_within_s: Duration = _duration(3600, minimum=1)
+    follow_up_within_s: Duration = _duration(DAY, minimum=1)
     visit_for_residency: list[Residency] = Field(default_factory=list)
     sms_only_risk: list[RiskLevel] = Field(default_factory=_default_sms_only)
-    ack_within_s: Duration = _duration(120, minimum=10, maximum=DAY)
+    ack_within_s: Duration = _duration(120, minimum=1, maximum=DAY)
     escalate_on_busy: bool = True
     rewarn_window_s: Duration = _duration(7 * DAY, maximum=90 * DAY)
     # Not in the contract's table: how long a case may wait in the district's unassigned queue, and the
     # window in which a further warning for the same subject joins the open case.
-    unassigned_within_s: Duration = _duration(600, minimum=30)
-    join_window_s: Duration = _duration(3 * DAY, minimum=60, maximum=30 * DAY)
+    unassigned_within_s: Duration = _duration(600, minimum=1)
+    join_window_s: Duration = _duration(3 * DAY, minimum=1, maximum=30 * DAY)
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyValues:
@@ -72,16 +72,16 @@ class PolicyFile(BaseModel):
     sms_within_s: Duration | None = _duration(None)  # type: ignore[arg-type]
     call_first_within_s: dict[CallRisk, Duration] | None = None
     call_attempts: int | None = Field(default=None, ge=1, le=10)
-    call_retry_interval_s: Duration | None = _duration(None, minimum=30)  # type: ignore[arg-type]
-    visit_arrive_within_s: Duration | None = _duration(None, minimum=60)  # type: ignore[arg-type]
-    follow_up_within_s: Duration | None = _duration(None, minimum=60)  # type: ignore[arg-type]
+    call_retry_interval_s: Duration | None = _duration(None, minimum=1)  # type: ignore[arg-type]
+    visit_arrive_within_s: Duration | None = _duration(None, minimum=1)  # type: ignore[arg-type]
+    follow_up_within_s: Duration | None = _duration(None, minimum=1)  # type: ignore[arg-type]
     visit_for_residency: list[Residency] | None = None
     sms_only_risk: list[RiskLevel] | None = None
-    ack_within_s: Duration | None = _duration(None, minimum=10, maximum=DAY)  # type: ignore[arg-type]
+    ack_within_s: Duration | None = _duration(None, minimum=1, maximum=DAY)  # type: ignore[arg-type]
     escalate_on_busy: bool | None = None
     rewarn_window_s: Duration | None = _duration(None, maximum=90 * DAY)  # type: ignore[arg-type]
-    unassigned_within_s: Duration | None = _duration(None, minimum=30)  # type: ignore[arg-type]
-    join_window_s: Duration | None = _duration(None, minimum=60, maximum=30 * DAY)  # type: ignore[arg-type]
+    unassigned_within_s: Duration | None = _duration(None, minimum=1)  # type: ignore[arg-type]
+    join_window_s: Duration | None = _duration(None, minimum=1, maximum=30 * DAY)  # type: ignore[arg-type]
     by_risk: dict[RiskLevel, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,3 +21,13 @@ async def add(session: AsyncSession, policy: PolicyVersion) -> PolicyVersion:
     session.add(policy)
     await session.flush()
     return policy
+
+
+async def by_ids(session: AsyncSession, scope: str, ids: set[str]) -> PolicyVersion | None:
+    """Of the given versions, the one of `scope` (a case's versions, whatever has been set since)."""
+    if not ids:
+        return None
+    stmt = select(PolicyVersion).where(
+        PolicyVersion.scope == scope, col(PolicyVersion.id).in_([uuid.UUID(i) for i in ids])
+    )
+    return (await session.exec(stmt)).first()

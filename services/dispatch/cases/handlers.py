@@ -1,0 +1,39 @@
+"""Thin Kafka and timer handlers: decode, then hand to the flow in `service.py`."""
+
+from datetime import UTC, datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.dispatch.cases import service
+from services.dispatch.notify.service import Notifier
+from shared.events import Envelope, OutcomeRecordedV1, WarningReceivedV1
+from shared.inbox import SessionHandler
+from shared.timers import Due, Handler
+
+WARNINGS_GROUP = "dispatch-warnings"
+OUTCOMES_GROUP = "dispatch-outcomes"
+
+
+def on_warning(notifier: Notifier) -> SessionHandler:
+    async def handle(session: AsyncSession, envelope: Envelope) -> None:
+        if envelope.type == WarningReceivedV1.TYPE:
+            warning = WarningReceivedV1.model_validate(envelope.data)
+            await service.on_warning(session, warning, notifier, datetime.now(UTC))
+
+    return handle
+
+
+def on_outcome(notifier: Notifier) -> SessionHandler:
+    async def handle(session: AsyncSession, envelope: Envelope) -> None:
+        if envelope.type == OutcomeRecordedV1.TYPE:
+            outcome = OutcomeRecordedV1.model_validate(envelope.data)
+            await service.on_outcome(session, outcome, notifier, datetime.now(UTC))
+
+    return handle
+
+
+def on_deadline(notifier: Notifier) -> Handler:
+    async def handle(session: AsyncSession, due: Due) -> None:
+        await service.on_deadline(session, due, notifier, datetime.now(UTC))
+
+    return handle

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.dispatch.cases.models import Case, CaseTransition, CaseWarning
+
+
+async def open_case_for_subject(session: AsyncSession, subject_key: str, since: datetime) -> Case | None:
+    """The subject's open case that last heard a warning since `since`, locked for the joining warning."""
+    stmt = (
+        select(Case)
+        .where(Case.subject_key == subject_key, Case.state != "closed", col(Case.last_warning_at) >= since)
+        .order_by(col(Case.opened_at).desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await session.exec(stmt)).first()
+
+
+async def closed_since(session: AsyncSession, subject_key: str, since: datetime) -> bool:
+    stmt = select(Case.id).where(Case.subject_key == subject_key, Case.state == "closed", col(Case.closed_at) >= since)
+    return (await session.exec(stmt.limit(1))).first() is not None
+
+
+async def get(session: AsyncSession, case_id: uuid.UUID, *, lock: bool = False) -> Case | None:
+    stmt = select(Case).where(Case.id == case_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.exec(stmt)).first()
+
+
+async def warning_known(session: AsyncSession, warning_id: uuid.UUID) -> bool:
+    return await session.get(CaseWarning, warning_id) is not None
+
+
+async def warning_ids(session: AsyncSession, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    if not case_ids:
+        return {}
+    rows = await session.exec(
+        select(CaseWarning.case_id, CaseWarning.warning_id)
+        .where(col(CaseWarning.case_id).in_(case_ids))
+        .order_by(col(CaseWarning.received_at))
+    )
+    out: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for case_id, warning_id in rows.all():
+        out.setdefault(case_id, []).append(warning_id)
+    return out
+
+
+async def transitions(session: AsyncSession, case_id: uuid.UUID) -> list[CaseTransition]:
+    stmt = select(CaseTransition).where(CaseTransition.case_id == case_id).order_by(col(CaseTransition.at))
+    return list((await session.exec(stmt)).all())
+
+
+async def warnings_of(session: AsyncSession, case_id: uuid.UUID) -> list[CaseWarning]:
+    stmt = select(CaseWarning).where(CaseWarning.case_id == case_id).order_by(col(CaseWarning.received_at))
+    return list((await session.exec(stmt)).all())
+
+
+def add(session: AsyncSession, *rows: Case | CaseWarning | CaseTransition) -> None:
+    session.add_all(rows)

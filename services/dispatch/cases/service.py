@@ -1,0 +1,526 @@
+"""The dissuasion flow, in one place: a warning opens (or joins) a case; the policy's decisions become tasks
+and deadlines; deadlines, members' actions and outcomes lead to the next decisions, until the case closes.
+
+Every function takes the transaction's session and only flushes: the consumer's or request's unit of work
+commits the state, the deadlines, the notifications and the outbox events together, or none of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.dispatch import metrics
+from services.dispatch.areas.models import Area
+from services.dispatch.cases import policy as rules
+from services.dispatch.cases import repository as cases
+from services.dispatch.cases.models import STATE_RANK, TIER_STATE, Case, CaseTransition, CaseWarning
+from services.dispatch.db import DEADLINES, OUTBOX
+from services.dispatch.notify.service import Notifier
+from services.dispatch.policies import repository as policies
+from services.dispatch.policies.models import DEFAULT_SCOPE
+from services.dispatch.policies.policy import PolicyFile, PolicyValues, resolve
+from services.dispatch.tasks import repository as tasks
+from services.dispatch.tasks.models import OPEN_STATUSES, Task
+from shared import timers
+from shared.events import (
+    CaseClosedV1,
+    CaseJoinedV1,
+    CaseOpenedV1,
+    Envelope,
+    OutcomeRecordedV1,
+    SlaBreachedV1,
+    TaskAssignedV1,
+    TaskCreatedV1,
+    TaskEscalatedV1,
+    Topic,
+    WarningReceivedV1,
+)
+from shared.kafka import PoisonMessage
+from shared.outbox import enqueue
+
+EVENT_SOURCE = "quanzu/dispatch"
+RISK_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+# deadline kinds
+ACK, DUE, UNASSIGNED, SMS_SEND = "task.ack", "task.due", "case.unassigned", "sms.send"
+
+
+class FlowError(Exception):
+    """A member's action that the task's state does not allow (answered 409)."""
+
+
+# --- policies -------------------------------------------------------------------------------------------------
+
+
+async def policy_for(session: AsyncSession, area_code: str | None, risk: str) -> tuple[list[str], PolicyValues]:
+    """The policy versions in force for an area, and the values they give at `risk`."""
+    default = await policies.latest(session, DEFAULT_SCOPE)
+    area = await policies.latest(session, area_code) if area_code else None
+    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), risk) if default else PolicyValues()  # type: ignore[arg-type]
+    values = resolve(base, PolicyFile.model_validate(area.body) if area else None, risk)  # type: ignore[arg-type]
+    return [str(v.id) for v in (default, area) if v is not None], values
+
+
+async def _values_at(session: AsyncSession, case: Case, risk: str) -> PolicyValues:
+    """The case's own policy versions (not today's), at a possibly raised risk level."""
+    versions = {str(v) for v in case.policy_version_ids}
+    default = area = None
+    for scope in (DEFAULT_SCOPE, case.area_code):
+        if scope is None:
+            continue
+        found = await policies.by_ids(session, scope, versions)
+        if scope == DEFAULT_SCOPE:
+            default = found
+        else:
+            area = found
+    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), risk) if default else PolicyValues()  # type: ignore[arg-type]
+    return resolve(base, PolicyFile.model_validate(area.body) if area else None, risk)  # type: ignore[arg-type]
+
+
+# --- a warning arrives --------------------------------------------------------------------------------------
+
+
+async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier: Notifier, now: datetime) -> None:
+    if await cases.warning_known(session, warning.warning_id):
+        return  # a replay of a warning already part of a case
+    area = await session.get(Area, warning.area_code) if warning.area_code else None
+    area = area if area is not None and area.active else None
+    versions, values = await policy_for(session, area.area_code if area else None, warning.risk_level)
+    existing = await cases.open_case_for_subject(
+        session, warning.subject_key, now - timedelta(seconds=values.join_window_s)
+    )
+    if existing is not None:
+        await _join(session, existing, warning, notifier, now)
+        return
+    rewarned = await cases.closed_since(session, warning.subject_key, now - timedelta(seconds=values.rewarn_window_s))
+    subject = warning.subject.model_dump()
+    case = Case(
+        subject_key=warning.subject_key,
+        subject=subject,
+        area_code=area.area_code if area else None,
+        station=area.station if area else None,
+        street=area.street if area else None,
+        risk_level=warning.risk_level,
+        fraud_type=warning.fraud_type,
+        in_progress=warning.in_progress,
+        residency=warning.subject.residency,
+        rewarned=rewarned,
+        source=warning.source,
+        policy_version_ids=versions,
+        policy=values.model_dump(),
+        opened_at=now,
+        assigned_at=now if area else None,
+        last_warning_at=now,
+    )
+    cases.add(session, case)
+    cases.add(
+        session,
+        CaseWarning(
+            warning_id=warning.warning_id, case_id=case.id, source=warning.source,
+            risk_level=warning.risk_level, received_at=warning.received_at,
+        ),
+    )  # fmt: skip
+    await session.flush()
+    await _transition(session, case, "opened", f"warning:{warning.source}", "warning received", now, force=True)
+    await _publish(
+        session,
+        case,
+        CaseOpenedV1(
+            case_id=case.id, warning_id=warning.warning_id, subject_key=case.subject_key, source=case.source,
+            area_code=case.area_code, station=case.station, street=case.street, risk_level=warning.risk_level,
+            fraud_type=warning.fraud_type, in_progress=case.in_progress, residency=warning.subject.residency,
+            rewarned=rewarned, opened_at=now,
+        ),
+    )  # fmt: skip
+    decision = _opening(case, values)
+    if area is None:
+        # The district's unassigned queue: the SMS goes out now; calls and visits once a supervisor assigns.
+        decision = rules.Decision(tasks=tuple(t for t in decision.tasks if t.tier == "sms"))
+        await timers.schedule(
+            session, DEADLINES, UNASSIGNED, case.id, now + timedelta(seconds=values.unassigned_within_s)
+        )
+        await notifier.notify(
+            session, recipient_kind="district", recipient="district", kind="case.unassigned", case_id=case.id,
+            message=f"a {case.risk_level}-risk case has no known police area: assign it",
+        )  # fmt: skip
+    await apply(session, case, decision, notifier, now, actor="policy")
+
+
+def _opening(case: Case, values: PolicyValues) -> rules.Decision:
+    return rules.opening(
+        risk=case.risk_level,
+        in_progress=case.in_progress,
+        residency=case.residency,
+        has_phone=bool(case.subject.get("phone")),
+        rewarned=case.rewarned,
+        policy=values,
+    )
+
+
+async def _join(
+    session: AsyncSession, case: Case, warning: WarningReceivedV1, notifier: Notifier, now: datetime
+) -> None:
+    """A further warning joins the open case: the risk rises to the highest seen; nothing under way is repeated,
+    but a risk or an in-progress flag that now calls for a visit gets one at once."""
+    cases.add(
+        session,
+        CaseWarning(
+            warning_id=warning.warning_id, case_id=case.id, source=warning.source,
+            risk_level=warning.risk_level, received_at=warning.received_at,
+        ),
+    )  # fmt: skip
+    case.last_warning_at = now
+    raised = RISK_RANK[warning.risk_level] > RISK_RANK[case.risk_level]
+    newly_in_progress = warning.in_progress and not case.in_progress
+    if raised:
+        case.risk_level = warning.risk_level
+        case.policy = (await _values_at(session, case, warning.risk_level)).model_dump()
+    case.in_progress = case.in_progress or warning.in_progress
+    session.add(case)
+    await _publish(
+        session, case,
+        CaseJoinedV1(case_id=case.id, warning_id=warning.warning_id, source=warning.source,
+                     risk_level=warning.risk_level, at=now),
+    )  # fmt: skip
+    if (raised or newly_in_progress) and case.area_code is not None:
+        wanted = {t.tier for t in _opening(case, PolicyValues.model_validate(case.policy)).tasks}
+        open_tiers = {t.tier for t in await tasks.open_tasks(session, case.id)}
+        missing = [
+            t for t in _opening(case, PolicyValues.model_validate(case.policy)).tasks
+            if t.tier in wanted - open_tiers and t.tier in ("call", "visit")
+        ]  # fmt: skip
+        if missing:
+            reason = "risk raised" if raised else "in progress"
+            visit_added = any(t.tier == "visit" for t in missing)
+            escalation: tuple[rules.Tier, rules.Tier, str] | None = (
+                ("call", "visit", reason.replace(" ", "_")) if visit_added else None
+            )
+            await apply(session, case, rules.Decision(tasks=tuple(missing), escalation=escalation), notifier, now,
+                        actor=f"warning:{warning.source}")  # fmt: skip
+
+
+# --- carrying out a decision ------------------------------------------------------------------------------------
+
+
+async def apply(
+    session: AsyncSession, case: Case, decision: rules.Decision, notifier: Notifier, now: datetime, *, actor: str
+) -> None:
+    for new in decision.tasks:
+        await _create_task(session, case, new, notifier, now)
+    if decision.escalation is not None:
+        from_tier, to_tier, reason = decision.escalation
+        metrics.ESCALATIONS.labels(case.area_code or "unassigned", from_tier, to_tier, reason).inc()
+        await _publish(
+            session, case, TaskEscalatedV1(case_id=case.id, from_tier=from_tier, to_tier=to_tier, reason=reason, at=now)
+        )
+    if decision.alert_supervisor:
+        await _alert_supervisors(session, case, decision.alert_supervisor, notifier)
+    if decision.close is not None:
+        await close(session, case, decision.close, now, actor=actor, reason=", ".join(decision.notes) or decision.close)
+        return
+    open_tiers = [t.tier for t in await tasks.open_tasks(session, case.id)]
+    if open_tiers:
+        state = max((TIER_STATE[t] for t in open_tiers), key=STATE_RANK.__getitem__)
+        reason = decision.escalation[2] if decision.escalation else ", ".join(t.reason for t in decision.tasks)
+        await _transition(session, case, state, actor, reason or "tasks created", now)
+
+
+async def _create_task(
+    session: AsyncSession, case: Case, new: rules.NewTask, notifier: Notifier, now: datetime
+) -> Task:
+    team = None
+    if new.tier in ("visit", "follow_up") and case.area_code is not None:
+        team = await tasks.team_for(session, case.area_code, backup=False)
+        team = team or await tasks.team_for(session, case.area_code, backup=True)
+    task = Task(
+        case_id=case.id,
+        tier=new.tier,
+        attempt=new.attempt,
+        area_code=case.area_code,
+        station=case.station,
+        team_id=team.id if team else None,
+        reason=new.reason[:200],
+        created_at=now,
+        due_at=now + timedelta(seconds=new.due_in_s),
+        ack_due_at=now + timedelta(seconds=new.ack_within_s) if new.ack_within_s is not None else None,
+    )
+    tasks.add(session, task)
+    await session.flush()
+    if new.tier == "sms":
+        await timers.schedule(session, DEADLINES, SMS_SEND, task.id, now)
+    await timers.schedule(session, DEADLINES, DUE, task.id, task.due_at)
+    if task.ack_due_at is not None:
+        await timers.schedule(session, DEADLINES, ACK, task.id, task.ack_due_at)
+    metrics.TASKS_CREATED.labels(case.area_code or "unassigned", new.tier).inc()
+    await _publish(
+        session, case,
+        TaskCreatedV1(task_id=task.id, case_id=case.id, tier=task.tier, attempt=task.attempt,
+                      area_code=task.area_code, station=task.station, team_id=task.team_id, created_at=now,
+                      due_at=task.due_at, ack_due_at=task.ack_due_at, reason=task.reason),
+    )  # fmt: skip
+    if new.tier != "sms":
+        await _notify_assignees(session, case, task, notifier, "task.new")
+    if new.tier in ("visit", "follow_up") and team is None:
+        await _alert_supervisors(session, case, f"no team to take a {new.tier} task in {case.area_code}", notifier)
+    return task
+
+
+async def close(session: AsyncSession, case: Case, closure: str, now: datetime, *, actor: str, reason: str) -> None:
+    for task in await tasks.open_tasks(session, case.id):
+        task.status = "cancelled"
+        session.add(task)
+        await timers.cancel(session, DEADLINES, task.id)
+    await timers.cancel(session, DEADLINES, case.id)
+    case.closure = closure
+    case.closed_at = now
+    await _transition(session, case, "closed", actor, f"{closure}: {reason}", now)
+    await _publish(session, case, CaseClosedV1(case_id=case.id, closure=closure, area_code=case.area_code, at=now))
+
+
+# --- deadlines ------------------------------------------------------------------------------------------------
+
+
+async def on_deadline(session: AsyncSession, due: timers.Due, notifier: Notifier, now: datetime) -> None:
+    if due.kind == UNASSIGNED:
+        case = await cases.get(session, due.ref, lock=True)
+        if case is not None and case.area_code is None and case.state != "closed":
+            await _breach(session, case, None, "opened", "unassigned", due.due_at, now)
+            await notifier.notify(
+                session, recipient_kind="district", recipient="district", kind="supervisor.alert", case_id=case.id,
+                message="a case has waited in the unassigned queue past its deadline",
+            )  # fmt: skip
+        return
+    task = await tasks.get(session, due.ref, lock=True)
+    if task is None:
+        return
+    case = await cases.get(session, task.case_id, lock=True)
+    if case is None or case.state == "closed":
+        return
+    values = PolicyValues.model_validate(case.policy)
+    if due.kind == ACK and task.status == "open":
+        task.ack_misses += 1
+        session.add(task)
+        await _breach(session, case, task, task.tier, "ack", due.due_at, now)
+        for action in rules.on_ack_missed(tier=task.tier, misses=task.ack_misses):  # type: ignore[arg-type]
+            if action == "renotify":
+                task.ack_due_at = now + timedelta(seconds=values.ack_within_s)
+                await timers.schedule(session, DEADLINES, ACK, task.id, task.ack_due_at)
+                await _notify_assignees(session, case, task, notifier, "task.renotify")
+            elif action == "reassign_backup":
+                await _reassign_to_backup(session, case, task, notifier, now, values)
+            else:
+                await _alert_supervisors(session, case, f"a {task.tier} task was not acknowledged in time", notifier)
+    elif due.kind == DUE and task.status in OPEN_STATUSES:
+        await _breach(session, case, task, task.tier, "due", due.due_at, now)
+        visit_open = any(t.tier == "visit" for t in await tasks.open_tasks(session, case.id) if t.id != task.id)
+        decision = rules.on_due_missed(tier=task.tier, visit_open=visit_open, policy=values)  # type: ignore[arg-type]
+        await apply(session, case, decision, notifier, now, actor="deadline")
+
+
+async def _reassign_to_backup(
+    session: AsyncSession, case: Case, task: Task, notifier: Notifier, now: datetime, values: PolicyValues
+) -> None:
+    backup = await tasks.team_for(session, task.area_code, backup=True) if task.area_code else None
+    if backup is None or backup.id == task.team_id:
+        return
+    task.team_id = backup.id
+    task.ack_due_at = now + timedelta(seconds=values.ack_within_s)
+    session.add(task)
+    await timers.schedule(session, DEADLINES, ACK, task.id, task.ack_due_at)
+    await _publish(
+        session, case,
+        TaskAssignedV1(task_id=task.id, case_id=case.id, team_id=backup.id, station=task.station,
+                       by="reassigned:backup", at=now),
+    )  # fmt: skip
+    await _notify_assignees(session, case, task, notifier, "task.new")
+
+
+async def _breach(
+    session: AsyncSession, case: Case, task: Task | None, tier: str, kind: str, due_at: datetime, now: datetime
+) -> None:
+    metrics.SLA_BREACHES.labels(case.area_code or "unassigned", tier).inc()
+    await _publish(
+        session, case,
+        SlaBreachedV1(task_id=task.id if task else None, case_id=case.id, tier=tier, kind=kind,
+                      area_code=case.area_code, due_at=due_at, at=now),
+    )  # fmt: skip
+
+
+# --- outcomes -------------------------------------------------------------------------------------------------
+
+
+async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier: Notifier, now: datetime) -> None:
+    task = await tasks.get(session, outcome.task_id, lock=True)
+    if task is None:
+        raise PoisonMessage(f"outcome {outcome.outcome_id} names an unknown task")
+    if task.tier != outcome.kind:
+        raise PoisonMessage(f"outcome {outcome.outcome_id} is a {outcome.kind} outcome for a {task.tier} task")
+    case = await cases.get(session, task.case_id, lock=True)
+    assert case is not None
+    result = outcome.model_dump(mode="json", include={"call_result", "dissuasion_result", "outcome_id"})
+    if task.status not in OPEN_STATUSES:
+        return  # already decided (a redelivered or late outcome): the flow has moved on
+    task.status, task.done_at, task.result = "done", now, result
+    session.add(task)
+    await timers.cancel(session, DEADLINES, task.id)
+    area = case.area_code or "unassigned"
+    reached = (task.tier == "call" and outcome.call_result == "connected") or (
+        task.tier == "visit" and outcome.dissuasion_result not in (None, "not_met")
+    )
+    if reached and case.first_contact_at is None:
+        case.first_contact_at = now
+        metrics.TIME_TO_FIRST_CONTACT.labels(task.tier).observe((now - case.opened_at).total_seconds())
+    if case.state == "closed":
+        session.add(case)
+        return
+    values = PolicyValues.model_validate(case.policy)
+    others = [t for t in await tasks.open_tasks(session, case.id) if t.id != task.id]
+    if task.tier == "call":
+        if outcome.call_result is None:
+            raise PoisonMessage("a call outcome needs a call_result")
+        metrics.CALLS.labels(area, outcome.call_result).inc()
+        decision = rules.after_call(
+            attempt=task.attempt, call_result=outcome.call_result, dissuasion_result=outcome.dissuasion_result,
+            policy=values, visit_open=any(t.tier == "visit" for t in others),
+        )  # fmt: skip
+    elif task.tier == "visit":
+        if outcome.dissuasion_result is None:
+            raise PoisonMessage("a visit outcome needs a dissuasion_result")
+        metrics.VISITS.labels(area, outcome.dissuasion_result).inc()
+        earlier = [t for t in await tasks.of_case(session, case.id) if t.tier == "visit" and t.id != task.id]
+        not_met = sum(1 for t in earlier if (t.result or {}).get("dissuasion_result") == "not_met")
+        decision = rules.after_visit(dissuasion_result=outcome.dissuasion_result, not_met_so_far=not_met, policy=values)
+        if outcome.dissuasion_result != "not_met":
+            for call in (t for t in others if t.tier == "call"):
+                call.status = "cancelled"  # the person was met: no more calls
+                session.add(call)
+                await timers.cancel(session, DEADLINES, call.id)
+    elif task.tier == "follow_up":
+        visits = [t for t in await tasks.of_case(session, case.id) if t.tier == "visit" and t.result]
+        last = (visits[-1].result or {}).get("dissuasion_result") if visits else None
+        decision = rules.after_follow_up(dissuaded_at_visit=last == "dissuaded")
+    else:
+        decision = rules.Decision()  # SMS outcomes come from the provider, not from members
+    session.add(case)
+    await apply(session, case, decision, notifier, now, actor=f"outcome:{outcome.recorded_by or 'member'}")
+
+
+# --- members acting on tasks ----------------------------------------------------------------------------------
+
+
+async def accept(session: AsyncSession, task: Task, username: str, now: datetime) -> Task:
+    """签收: the member takes the task; the acknowledgement deadline is retired."""
+    if task.status == "acked":
+        return task
+    if task.status != "open":
+        raise FlowError(f"the task is {task.status}")
+    task.status, task.acked_at, task.acked_by = "acked", now, username
+    session.add(task)
+    await timers.cancel(session, DEADLINES, task.id, (ACK,))
+    case = await cases.get(session, task.case_id)
+    assert case is not None
+    await _publish(
+        session, case,
+        TaskAssignedV1(task_id=task.id, case_id=task.case_id, team_id=task.team_id, station=task.station,
+                       by=f"accepted:{username}", at=now),
+    )  # fmt: skip
+    return task
+
+
+async def arrive(session: AsyncSession, task: Task, username: str, lat: float, lon: float, now: datetime) -> Task:
+    """The team is on site (见面): the visit's arrival deadline is met."""
+    if task.tier != "visit":
+        raise FlowError("only a visit has an arrival")
+    if task.status == "open":
+        await accept(session, task, username, now)
+    if task.status != "acked":
+        raise FlowError(f"the task is {task.status}")
+    if task.arrived_at is None:
+        task.arrived_at, task.position = now, {"lat": lat, "lon": lon}
+        session.add(task)
+        await timers.cancel(session, DEADLINES, task.id, (DUE,))
+    return task
+
+
+async def decline(
+    session: AsyncSession, task: Task, username: str, reason: str, notifier: Notifier, now: datetime
+) -> Task:
+    """A team that cannot go hands the visit to the station's backup team; the supervisor is told either way."""
+    if task.status not in OPEN_STATUSES:
+        raise FlowError(f"the task is {task.status}")
+    case = await cases.get(session, task.case_id, lock=True)
+    assert case is not None
+    values = PolicyValues.model_validate(case.policy)
+    await timers.cancel(session, DEADLINES, task.id, (ACK,))
+    task.status, task.acked_at, task.acked_by = "open", None, None
+    if task.tier == "visit":
+        await _reassign_to_backup(session, case, task, notifier, now, values)
+    await _alert_supervisors(session, case, f"{username} declined a {task.tier} task: {reason}", notifier)
+    return task
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+async def _transition(
+    session: AsyncSession, case: Case, to_state: str, actor: str, reason: str, now: datetime, *, force: bool = False
+) -> None:
+    if case.state == to_state and not force:
+        return
+    cases.add(
+        session,
+        CaseTransition(case_id=case.id, at=now, from_state=case.state if not force else "-", to_state=to_state,
+                       actor=actor[:100], reason=reason[:500]),
+    )  # fmt: skip
+    case.state = to_state
+    session.add(case)
+
+
+async def _notify_assignees(session: AsyncSession, case: Case, task: Task, notifier: Notifier, kind: str) -> None:
+    if task.team_id is not None:
+        recipient_kind, recipient = "team", str(task.team_id)
+    else:
+        recipient_kind, recipient = "station", task.station or "district"
+    await notifier.notify(
+        session, recipient_kind=recipient_kind, recipient=recipient, kind=kind, case_id=case.id, task_id=task.id,
+        message=f"{task.tier} task ({case.risk_level} risk, {case.fraud_type}) in {case.area_code}, "
+        f"due {task.due_at:%H:%M}",
+    )  # fmt: skip
+
+
+async def _alert_supervisors(session: AsyncSession, case: Case, message: str, notifier: Notifier) -> None:
+    await notifier.notify(
+        session, recipient_kind="supervisors", recipient=case.station or "district", kind="supervisor.alert",
+        case_id=case.id, message=message[:500],
+    )  # fmt: skip
+
+
+async def _publish(session: AsyncSession, case: Case, data: BaseModel) -> None:
+    event_type: Any = getattr(data, "TYPE")  # noqa: B009 (a ClassVar on each event model)
+    await enqueue(session, OUTBOX, Topic.DISPATCH_EVENTS, str(case.id),
+                  Envelope.new(event_type, EVENT_SOURCE, data, subject=str(case.id)))  # fmt: skip
+
+
+async def assign(
+    session: AsyncSession, case: Case, area: Area, notifier: Notifier, now: datetime, *, actor: str
+) -> None:
+    """A supervisor gives an unassigned case its police area: the calls and visits its policy calls for begin."""
+    if case.area_code is not None:
+        raise FlowError(f"the case is already assigned to {case.area_code}")
+    if case.state == "closed":
+        raise FlowError("the case is closed")
+    versions, values = await policy_for(session, area.area_code, case.risk_level)
+    case.area_code, case.station, case.street = area.area_code, area.station, area.street
+    case.assigned_at, case.policy_version_ids, case.policy = now, versions, values.model_dump()
+    session.add(case)
+    await timers.cancel(session, DEADLINES, case.id, (UNASSIGNED,))
+    for task in await tasks.open_tasks(session, case.id):
+        task.area_code, task.station = area.area_code, area.station
+        session.add(task)
+    opening = _opening(case, values)
+    decision = rules.Decision(tasks=tuple(t for t in opening.tasks if t.tier != "sms"))
+    await _transition(session, case, case.state, actor, f"assigned to {area.area_code}", now, force=True)
+    await apply(session, case, decision, notifier, now, actor=actor)

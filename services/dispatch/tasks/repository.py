@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import case
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.dispatch.areas.models import Area
+from services.dispatch.cases.models import Case, CaseWarning
+from services.dispatch.tasks.models import OPEN_STATUSES, Task
+from services.dispatch.teams.models import Team
+
+
+async def get(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> Task | None:
+    stmt = select(Task).where(Task.id == task_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.exec(stmt)).first()
+
+
+async def open_tasks(session: AsyncSession, case_id: uuid.UUID) -> list[Task]:
+    stmt = select(Task).where(Task.case_id == case_id, col(Task.status).in_(OPEN_STATUSES))
+    return list((await session.exec(stmt.order_by(col(Task.created_at)))).all())
+
+
+TIER_ORDER = case({"sms": 0, "call": 1, "visit": 2, "follow_up": 3}, value=col(Task.tier), else_=4)
+
+
+async def of_case(session: AsyncSession, case_id: uuid.UUID) -> list[Task]:
+    # tasks created by one decision share their time: then the lower tier comes first
+    stmt = select(Task).where(Task.case_id == case_id).order_by(col(Task.created_at), TIER_ORDER)
+    return list((await session.exec(stmt)).all())
+
+
+async def visible(
+    session: AsyncSession,
+    *,
+    status: str,
+    tier: str | None,
+    case_id: uuid.UUID | None,
+    warning_id: uuid.UUID | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple[Task, Case]]:
+    """The tasks the caller's scope holds (row-level security decides), newest first, keyset-paginated."""
+    stmt = select(Task, Case).join(Case, col(Case.id) == col(Task.case_id))
+    if status == "open":
+        stmt = stmt.where(col(Task.status).in_(OPEN_STATUSES))
+    elif status == "done":
+        stmt = stmt.where(col(Task.status).not_in(OPEN_STATUSES))
+    if tier is not None:
+        stmt = stmt.where(Task.tier == tier)
+    if case_id is not None:
+        stmt = stmt.where(Task.case_id == case_id)
+    if warning_id is not None:
+        stmt = stmt.where(
+            col(Task.case_id).in_(select(CaseWarning.case_id).where(CaseWarning.warning_id == warning_id))
+        )
+    if after is not None:
+        created, last_id = after
+        stmt = stmt.where(
+            (col(Task.created_at) < created) | ((col(Task.created_at) == created) & (col(Task.id) < last_id))
+        )
+    stmt = stmt.order_by(col(Task.created_at).desc(), col(Task.id).desc()).limit(limit)
+    return [(t, c) for t, c in (await session.exec(stmt)).all()]
+
+
+async def team_for(session: AsyncSession, area_code: str, *, backup: bool) -> Team | None:
+    """The area's team; for `backup`, the backup team of the area's station."""
+    if backup:
+        station = select(Area.station).where(Area.area_code == area_code).scalar_subquery()
+        stmt = select(Team).where(col(Team.backup).is_(True), Team.station == station)
+    else:
+        stmt = select(Team).where(Team.area_code == area_code, col(Team.backup).is_(False))
+    return (await session.exec(stmt.order_by(col(Team.name)).limit(1))).first()
+
+
+def add(session: AsyncSession, *tasks: Task) -> None:
+    session.add_all(tasks)
