@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ class Runtime:
     factory: SessionFactory
     producer: AIOKafkaProducer
     runners: dict[str, Runner] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background | None = None
 
     @classmethod
@@ -68,6 +69,8 @@ class Runtime:
     async def close(self) -> None:
         if self.background is not None:
             await self.background.stop()
+        for closer in self.closers:
+            await closer()
         await self.engine.dispose()
 
     def checks(self) -> dict[str, Check]:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 from datetime import date
-from typing import Any
+from typing import Any, overload
 
 _SEPARATORS = re.compile(r"[\s\-()]")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -68,6 +68,10 @@ def normalize_id_number(raw: str, *, today: date | None = None) -> str:
     return text
 
 
+@overload
+def mask_phone(phone: str) -> str: ...
+@overload
+def mask_phone(phone: None) -> None: ...
 def mask_phone(phone: str | None) -> str | None:
     """138****8000: enough to recognise a number in a list, not enough to call it."""
     if not phone:

@@ -24,8 +24,8 @@ from services.feedback.settings import FeedbackSettings
 from services.intake.main import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from shared import migrate
-from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
 from shared.auth import generate_keypair
+from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 

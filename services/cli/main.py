@@ -10,11 +10,13 @@ from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from services.cli import admin
 from services.dispatch.settings import DispatchSettings
 from services.feedback.settings import FeedbackSettings
 from services.intake.settings import IntakeSettings
+from services.smsgw.settings import SmsGatewaySettings
 from shared import migrate
 from shared.auth import ROLES
 from shared.migrate import SERVICES
@@ -28,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the whole system (embedded database and broker unless configured)")
     run.add_argument("--no-demo", action="store_true", help="do not load the demo district")
     serve = sub.add_parser("serve", help="run one service (host and port from its QUANZU_<SERVICE>_HOST/_PORT)")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=[*SERVICES, "smsgw"])
     sub.add_parser("migrate", help="apply the database migrations of every service")
     sub.add_parser("demo", help="load the demo district and print its keys")
 
@@ -81,10 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-SETTINGS: dict[str, type[CommonSettings]] = {
+SETTINGS: dict[str, type[BaseSettings]] = {
     "intake": IntakeSettings,
     "dispatch": DispatchSettings,
     "feedback": FeedbackSettings,
+    "smsgw": SmsGatewaySettings,
 }
 
 

@@ -39,6 +39,7 @@ def service_specs() -> list[ServiceSpec]:
         ServiceSpec("intake", int(os.environ.get("QUANZU_INTAKE_PORT", "8001"))),
         ServiceSpec("dispatch", int(os.environ.get("QUANZU_DISPATCH_PORT", "8002"))),
         ServiceSpec("feedback", int(os.environ.get("QUANZU_FEEDBACK_PORT", "8003"))),
+        ServiceSpec("smsgw", int(os.environ.get("QUANZU_SMSGW_PORT", "8025"))),
     ]
 
 
@@ -144,7 +145,12 @@ def run(*, load_demo: bool = True) -> int:
             **_token_keys(),
         }
         _write_env_file(values)
-        env = {**os.environ, **values}
+        gateway = next(s for s in specs if s.name == "smsgw")
+        env = {
+            **os.environ,
+            **values,
+            "QUANZU_SMS_PROVIDER_URL": os.environ.get("QUANZU_SMS_PROVIDER_URL", gateway.url),
+        }
         print("• applying migrations")
         migrate.upgrade(database_url)
         asyncio.run(ensure_topics(bootstrap))
@@ -157,7 +163,7 @@ def run(*, load_demo: bool = True) -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        print("• starting intake, dispatch and feedback")
+        print("• starting intake, dispatch, feedback and the development SMS gateway")
         _wait_ready(specs, procs, timeout=90)
         settings = CommonSettings(
             _env_file=None,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import httpx
 from fastapi import FastAPI
 
 from services.dispatch.areas.api import router as areas_router
@@ -15,7 +16,7 @@ from services.dispatch.cases import handlers
 from services.dispatch.cases.api import router as cases_router
 from services.dispatch.cases.gauges import refresh_open_cases
 from services.dispatch.cases.handlers import OUTCOMES_GROUP, WARNINGS_GROUP
-from services.dispatch.cases.service import SMS_SEND
+from services.dispatch.cases.service import SMS_ATTEMPTS, SMS_SEND
 from services.dispatch.db import ACCESS_LOG, DEADLINES, INBOX, OUTBOX
 from services.dispatch.deps import MEMBER_SESSION, DispatchState
 from services.dispatch.members import repository as members
@@ -25,6 +26,7 @@ from services.dispatch.notify.api import router as notifications_router
 from services.dispatch.notify.service import RecordingNotifier
 from services.dispatch.policies.api import router as policies_router
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.sms.provider import HttpSmsProvider
 from services.dispatch.tasks.api import router as tasks_router
 from services.dispatch.teams.api import router as teams_router
 from shared import scope
@@ -68,6 +70,24 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             exclude_kinds=(SMS_SEND,),
         )
         rt.runners["deadlines"] = escalations.run
+        http = httpx.AsyncClient()
+        rt.closers.append(http.aclose)
+        provider = HttpSmsProvider(
+            http,
+            settings.sms_provider_url,
+            api_key=settings.sms_api_key.get_secret_value() or None,
+            total_deadline_s=settings.sms_deadline_s,
+        )
+        sms = TimerEngine(
+            factory=rt.factory,
+            database_url=settings.require_database_url(),
+            table=DEADLINES,
+            handler=handlers.on_sms_due(provider, notifier),
+            kinds=(SMS_SEND,),
+            batch_size=1,  # one message per transaction: a slow provider holds up no other message's row
+            max_attempts=SMS_ATTEMPTS,
+        )
+        rt.runners["sms"] = sms.run
         rt.runners["open-cases-gauge"] = lambda: refresh_open_cases(rt.factory)
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:

@@ -14,6 +14,10 @@ class DispatchSettings(CommonSettings):
     token_private_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=30, le=900)
     refresh_token_ttl_s: int = Field(default=7 * 86400, ge=3600, le=90 * 86400)
+    # The SMS provider's HTTP API (the development gateway by default) and how long one send may keep trying.
+    sms_provider_url: str = "http://127.0.0.1:8025"
+    sms_api_key: SecretStr = SecretStr("")
+    sms_deadline_s: float = Field(default=30.0, gt=0, le=300)
 
     def private_key_pem(self) -> str:
         value = self.token_private_key.get_secret_value()

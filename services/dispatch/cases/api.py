@@ -110,6 +110,8 @@ async def assign(
             422, "Invalid request", f"no active area {body.area_code!r}", type="validation",
             errors=[{"field": "area_code", "message": "is not an active area in the registry"}],
         )  # fmt: skip
+    if principal.role == "supervisor" and area.station != principal.station:
+        raise Problem(403, "Forbidden", "A supervisor assigns cases to their own station's areas.", type="forbidden")
     try:
         await service.assign(session, case, area, state.notifier, datetime.now(UTC), actor=principal.username)
     except service.FlowError as exc:

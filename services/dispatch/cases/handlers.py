@@ -6,6 +6,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.cases import service
 from services.dispatch.notify.service import Notifier
+from services.dispatch.sms.provider import SmsProvider
 from shared.events import Envelope, OutcomeRecordedV1, WarningReceivedV1
 from shared.inbox import SessionHandler
 from shared.timers import Due, Handler
@@ -35,5 +36,12 @@ def on_outcome(notifier: Notifier) -> SessionHandler:
 def on_deadline(notifier: Notifier) -> Handler:
     async def handle(session: AsyncSession, due: Due) -> None:
         await service.on_deadline(session, due, notifier, datetime.now(UTC))
+
+    return handle
+
+
+def on_sms_due(provider: SmsProvider, notifier: Notifier) -> Handler:
+    async def handle(session: AsyncSession, due: Due) -> None:
+        await service.send_sms(session, due, provider, notifier, datetime.now(UTC))
 
     return handle

@@ -23,6 +23,7 @@ from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
 from services.dispatch.policies.models import DEFAULT_SCOPE
 from services.dispatch.policies.policy import PolicyFile, PolicyValues, resolve
+from services.dispatch.sms.provider import SmsProvider, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from shared import timers
@@ -33,6 +34,7 @@ from shared.events import (
     Envelope,
     OutcomeRecordedV1,
     SlaBreachedV1,
+    SmsSentV1,
     TaskAssignedV1,
     TaskCreatedV1,
     TaskEscalatedV1,
@@ -524,3 +526,41 @@ async def assign(
     decision = rules.Decision(tasks=tuple(t for t in opening.tasks if t.tier != "sms"))
     await _transition(session, case, case.state, actor, f"assigned to {area.area_code}", now, force=True)
     await apply(session, case, decision, notifier, now, actor=actor)
+
+
+# --- the SMS tier -----------------------------------------------------------------------------------------------
+
+SMS_ATTEMPTS = 4  # the provider retries within each attempt; the timer engine spaces the attempts out
+
+
+async def send_sms(
+    session: AsyncSession, due: timers.Due, provider: SmsProvider, notifier: Notifier, now: datetime
+) -> None:
+    """Hand the task's SMS to the provider, keyed by the task id: whatever crashes, the subject gets it once."""
+    task = await tasks.get(session, due.ref, lock=True)
+    if task is None or task.status not in OPEN_STATUSES:
+        return
+    case = await cases.get(session, task.case_id, lock=True)
+    assert case is not None
+    phone = case.subject.get("phone")
+    if case.state == "closed" or not phone:
+        return
+    result = await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
+    if not result.accepted and result.retryable and due.attempts + 1 < SMS_ATTEMPTS:
+        metrics.SMS_SENT.labels("retrying").inc()
+        raise SmsNotYet(result.error or "the provider did not take the message")
+    metrics.SMS_SENT.labels("accepted" if result.accepted else "failed").inc()
+    task.status, task.done_at = "done", now
+    task.result = {"accepted": result.accepted, "provider_id": result.provider_id, "error": result.error}
+    session.add(task)
+    await timers.cancel(session, DEADLINES, task.id)
+    await _publish(session, case, SmsSentV1(task_id=task.id, case_id=case.id, accepted=result.accepted, at=now))
+    values = PolicyValues.model_validate(case.policy)
+    others = [t for t in await tasks.open_tasks(session, case.id) if t.id != task.id]
+    sms_only = case.risk_level in values.sms_only_risk and not others
+    decision = rules.after_sms(delivered=result.accepted, sms_only=sms_only, policy=values)
+    await apply(session, case, decision, notifier, now, actor="sms")
+
+
+class SmsNotYet(Exception):
+    """The provider could not take the message this time; the timer engine tries again later."""

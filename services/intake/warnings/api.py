@@ -19,7 +19,7 @@ from services.intake.warnings import service
 from services.intake.warnings.models import BatchCreate, WarningAccepted, WarningCreate, WarningPublic
 from services.intake.warnings.policy import Verdict, record_errors, unassigned_detail
 from shared.events import FRAUD_TYPES, RISK_LEVELS
-from shared.http import read_json
+from shared.http import inline_refs, read_json
 from shared.problems import NUL_MESSAGE, Problem, field_errors, nul_fields, validation_problem
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
@@ -41,10 +41,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
+    # The body is read by hand (for 400/413/415 control), so its schema is given here, self-contained: pydantic's
+    # "#/$defs/..." references would point nowhere inside the OpenAPI document.
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_refs(model.model_json_schema())}},
         }
     }
 

@@ -179,9 +179,11 @@ def upgrade() -> None:
     )
     for statement in rls_sql("dispatch", "tasks", task_scope):
         op.execute(statement)
-    # A case is visible to whoever sees one of its tasks (the subquery is itself held to the tasks policy).
+    # A case is visible to whoever sees one of its tasks (the subquery is itself held to the tasks policy);
+    # every supervisor sees the district's unassigned queue, to assign from it.
     case_scope = (
         f"{IS_SYSTEM} OR {IS_ADMIN} OR {station_supervisor}"
+        f" OR ({member} = 'supervisor' AND area_code IS NULL)"
         " OR EXISTS (SELECT 1 FROM dispatch.tasks t WHERE t.case_id = cases.id)"
     )
     for statement in rls_sql("dispatch", "cases", case_scope):

@@ -1,0 +1,242 @@
+"""SMS to subjects: one interface, an HTTP implementation with bounded retries, and the reminder texts.
+
+Every attempt of one `send` carries the same `Idempotency-Key`, so retrying after a timeout or a 5xx never
+sends a second message: the gateway (or carrier) answers a repeated key with the first message. Failures of
+the provider are results, never exceptions; the phone number never appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_before_delay,
+    wait_random_exponential,
+)
+from tenacity.wait import wait_base
+
+from shared.logs import mask_personal
+from shared.personal import mask_phone
+
+log = logging.getLogger(__name__)
+
+_HOTLINE = "96110"
+_ERROR_MAX_CHARS = 300
+
+# One reminder per fraud type of the contract (§1). No personal data: the same text goes to every subject.
+_TEXTS: dict[str, str] = {
+    "task_rebate": "【反诈提醒】您可能正遭遇刷单返利诈骗：刷单就是诈骗，切勿转账。如有疑问请拨打{hotline}。",
+    "investment": "【反诈提醒】您可能正遭遇虚假投资理财诈骗：“内幕消息”“带单荐股”高回报都是骗局，"
+    "切勿下载陌生投资软件或转账。如有疑问请拨打{hotline}。",
+    "loan": "【反诈提醒】您可能正遭遇虚假网络贷款诈骗：放款前要求交保证金、解冻费的都是诈骗，"
+    "切勿转账。如有疑问请拨打{hotline}。",
+    "customer_service": "【反诈提醒】您可能正遭遇冒充电商物流客服诈骗：自称客服要求退款理赔、"
+    "索要验证码或转账的都是诈骗。如有疑问请拨打{hotline}。",
+    "impersonate_officials": "【反诈提醒】您可能正遭遇冒充公检法诈骗：公检法机关不会电话办案，也没有“安全账户”，"
+    "切勿转账。如有疑问请拨打{hotline}。",
+    "impersonate_acquaintance": "【反诈提醒】您可能正遭遇冒充领导熟人诈骗：网上自称领导、熟人要求转账的，"
+    "务必当面或电话核实，切勿直接转账。如有疑问请拨打{hotline}。",
+    "romance": "【反诈提醒】您可能正遭遇网络婚恋交友诈骗（杀猪盘）：网友引导投资、博彩或借钱的都是诈骗，"
+    "切勿转账。如有疑问请拨打{hotline}。",
+    "game_trade": "【反诈提醒】您可能正遭遇网络游戏虚假交易诈骗：游戏账号、装备请在官方平台交易，"
+    "切勿私下转账或扫码付款。如有疑问请拨打{hotline}。",
+    "other": "【反诈提醒】您可能正遭遇电信网络诈骗：不听、不信、不转账，陌生来电要警惕。如有疑问请拨打{hotline}。",
+}
+
+
+def sms_text(fraud_type: str) -> str:
+    """The anti-fraud reminder for `fraud_type` (the general one for a type this version does not know)."""
+    return _TEXTS.get(fraud_type, _TEXTS["other"]).format(hotline=_HOTLINE)
+
+
+@dataclass(frozen=True)
+class SmsResult:
+    accepted: bool
+    provider_id: str | None
+    error: str | None
+    retryable: bool
+
+
+class SmsProvider(Protocol):
+    async def send(self, *, idempotency_key: str, phone: str, text: str) -> SmsResult: ...
+
+
+class _Retryable(Exception):
+    """An attempt that failed in a way worth repeating (timeout, connection, 5xx, 429)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _RetryAfterOr(wait_base):
+    """The server's Retry-After (capped) when it sent one, else the fallback backoff."""
+
+    def __init__(self, fallback: wait_base, cap: float) -> None:
+        self.fallback = fallback
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.cap)
+        return float(self.fallback(retry_state))
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A Retry-After header (delta-seconds or an HTTP date) in seconds from now; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+class HttpSmsProvider:
+    """`POST {base_url}/v1/messages` with retries bounded by `total_deadline_s`, each attempt by `attempt_timeout_s`.
+
+    The client is injected: the app's lifespan owns it (and its connection pool).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        total_deadline_s: float = 30.0,
+        attempt_timeout_s: float = 5.0,
+        max_retry_after_s: float = 10.0,
+    ) -> None:
+        if total_deadline_s <= 0 or attempt_timeout_s <= 0:
+            raise ValueError("total_deadline_s and attempt_timeout_s must be positive")
+        self.client = client
+        self.url = base_url.rstrip("/") + "/v1/messages"
+        self.api_key = api_key
+        self.total_deadline_s = total_deadline_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.max_retry_after_s = max_retry_after_s
+
+    async def send(self, *, idempotency_key: str, phone: str, text: str) -> SmsResult:
+        masked = mask_phone(phone)
+        headers = {"Idempotency-Key": idempotency_key}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        payload = {"to": phone, "text": text}
+        started = time.monotonic()
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Retryable),
+            wait=_RetryAfterOr(wait_random_exponential(multiplier=0.2, max=5), cap=self.max_retry_after_s),
+            # Never start an attempt (nor sleep towards one) past the deadline.
+            stop=stop_after_delay(self.total_deadline_s) | stop_before_delay(self.total_deadline_s),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    remaining = self.total_deadline_s - (time.monotonic() - started)
+                    timeout = max(min(self.attempt_timeout_s, remaining), 0.001)
+                    try:
+                        result = await self._attempt(headers, payload, timeout, phone)
+                    except _Retryable as exc:
+                        log.warning(
+                            "SMS to %s (key %s): attempt %d failed, retryable: %s",
+                            masked,
+                            idempotency_key,
+                            attempts,
+                            exc.reason,
+                        )
+                        raise
+        except _Retryable as exc:
+            elapsed = time.monotonic() - started
+            error = f"gave up after {attempts} attempt(s) in {elapsed:.1f}s: {exc.reason}"
+            log.warning("SMS to %s (key %s) not sent: %s", masked, idempotency_key, error)
+            return SmsResult(accepted=False, provider_id=None, error=error, retryable=True)
+        if result.accepted:
+            log.info("SMS to %s (key %s) accepted as %s", masked, idempotency_key, result.provider_id)
+        else:
+            log.warning("SMS to %s (key %s) refused: %s", masked, idempotency_key, result.error)
+        return result
+
+    async def _attempt(self, headers: dict[str, str], payload: dict[str, str], timeout: float, phone: str) -> SmsResult:
+        """One POST: a result for an answer that settles it (2xx, other 4xx), `_Retryable` otherwise."""
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self.client.post(
+                    self.url, json=payload, headers=headers, timeout=httpx.Timeout(timeout)
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            raise _Retryable(f"no answer within {timeout:.1f}s") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # an unusable URL, too many redirects: repeating will not help
+            return _refused(f"request failed ({type(exc).__name__})", phone)
+        status = response.status_code
+        if 200 <= status < 300:
+            return SmsResult(accepted=True, provider_id=_provider_id(response), error=None, retryable=False)
+        if status == 429 or status >= 500:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise _Retryable(f"HTTP {status}{_describe(response, phone)}", retry_after)
+        return _refused(f"HTTP {status}{_describe(response, phone)}", phone)
+
+
+def _refused(error: str, phone: str) -> SmsResult:
+    return SmsResult(accepted=False, provider_id=None, error=_scrub(error, phone), retryable=False)
+
+
+def _scrub(text: str, phone: str) -> str:
+    """Whatever a gateway said, with the number (and anything shaped like one) masked, and bounded."""
+    if phone:
+        text = text.replace(phone, mask_phone(phone))
+    return mask_personal(text)[:_ERROR_MAX_CHARS]
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _provider_id(response: httpx.Response) -> str | None:
+    body = _json(response)
+    value = body.get("id") if isinstance(body, dict) else None
+    if value is None:
+        log.warning("the SMS gateway accepted a message (HTTP %d) without an id", response.status_code)
+        return None
+    return str(value)
+
+
+def _describe(response: httpx.Response, phone: str) -> str:
+    """`: title — detail` from a problem+json answer, scrubbed; empty when the body says nothing useful."""
+    body = _json(response)
+    if not isinstance(body, dict):
+        return ""
+    parts = [str(body[k]) for k in ("title", "detail") if isinstance(body.get(k), str | int)]
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        fields = [str(e.get("field")) for e in errors if isinstance(e, dict) and e.get("field")]
+        if fields:
+            parts.append("fields: " + ", ".join(fields))
+    return _scrub(": " + " — ".join(parts), phone) if parts else ""

@@ -1,0 +1,212 @@
+"""The development SMS gateway: a stand-in for a carrier's HTTP API, with fault injection for tests and demos.
+
+- `POST /v1/messages` `{"to", "text"}` with a required `Idempotency-Key` header: 201 with the new message; the
+  same key again answers 200 with the first message and records nothing; the same key with another body is a
+  409. Before answering it waits `delay_s`, then fails with `fail_status` (and `Retry-After: retry_after_s` if
+  set) with probability `fail_rate`, recording nothing, as set by `POST /v1/control`; `seed` makes the draws
+  reproducible.
+- `GET /v1/messages?to=&limit=`: what was sent, newest last. `DELETE /v1/messages`: forget it all.
+- `GET /v1/control`: the fault settings and counters (`requests`, `failures`, `in_flight`).
+
+State lives in memory: restarting the gateway forgets every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import FastAPI, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.smsgw.settings import SmsGatewaySettings
+from shared import problems
+from shared.health import operations_router
+from shared.logs import configure_logging
+from shared.problems import Problem
+
+MAX_KEY_CHARS = 200
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    to: str = Field(min_length=5, max_length=20, pattern=r"^(\+86)?[0-9]+$", description="digits, optional +86")
+    text: str = Field(min_length=1, max_length=500)
+
+
+class Message(BaseModel):
+    id: str
+    to: str
+    text: str
+    received_at: datetime
+    idempotency_key: str
+
+
+class Messages(BaseModel):
+    items: list[Message]
+
+
+class ControlIn(BaseModel):
+    """The fault injection; every field omitted takes its default, so `{}` turns faults off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fail_status: int = Field(default=503, description="500..599, or 429 (rate limited)")
+    delay_s: float = Field(default=0.0, ge=0.0, le=60.0)
+    seed: int | None = Field(default=None, description="reseeds the failure draws, for a reproducible sequence")
+    retry_after_s: int | None = Field(default=None, ge=0, le=3600, description="Retry-After on injected failures")
+
+    @field_validator("fail_status")
+    @classmethod
+    def _failure_status(cls, value: int) -> int:
+        if value != 429 and not 500 <= value <= 599:
+            raise ValueError("must be 429 or between 500 and 599")
+        return value
+
+
+class Control(ControlIn):
+    requests: int = Field(description="POST /v1/messages received since the start or the last DELETE")
+    failures: int = Field(description="of which answered with an injected failure")
+    in_flight: int = Field(description="POST /v1/messages being answered right now")
+
+
+@dataclass
+class GatewayState:
+    control: ControlIn = field(default_factory=ControlIn)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 (fault injection)
+    messages: list[Message] = field(default_factory=list)
+    by_key: dict[str, Message] = field(default_factory=dict)
+    requests: int = 0
+    failures: int = 0
+    in_flight: int = 0
+
+    def snapshot(self) -> Control:
+        return Control(
+            **self.control.model_dump(), requests=self.requests, failures=self.failures, in_flight=self.in_flight
+        )
+
+
+class _CountSends:
+    """Counts every `POST /v1/messages` as it arrives and while it is answered, refused ones (4xx) included."""
+
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/messages":
+            await self.app(scope, receive, send)
+            return
+        self.state.requests += 1
+        self.state.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.state.in_flight -= 1
+
+
+def create_app(settings: SmsGatewaySettings | None = None) -> FastAPI:
+    settings = settings or SmsGatewaySettings()
+    state = GatewayState()
+    app = FastAPI(
+        title="Quanzu development SMS gateway",
+        description="Records the SMS it is asked to send instead of sending them; injects faults on request.",
+    )
+    app.state.settings = settings
+    app.state.gateway = state
+    problems.install(app)
+    app.add_middleware(_CountSends, state=state)
+    app.include_router(operations_router(lambda: {}))
+
+    @app.post("/v1/messages", status_code=201, response_model=Message, tags=["messages"])
+    async def send(
+        body: MessageIn,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Message:
+        if not idempotency_key or not idempotency_key.strip():
+            raise Problem(400, "Missing Idempotency-Key", "Send an Idempotency-Key header.", type="idempotency-key")
+        if len(idempotency_key) > MAX_KEY_CHARS:
+            raise Problem(
+                400, "Invalid Idempotency-Key", f"At most {MAX_KEY_CHARS} characters.", type="idempotency-key"
+            )
+        control = state.control  # the settings when the request arrived
+        if control.delay_s:
+            await asyncio.sleep(control.delay_s)
+        if control.fail_rate and state.rng.random() < control.fail_rate:
+            state.failures += 1
+            retry_after = None if control.retry_after_s is None else {"Retry-After": str(control.retry_after_s)}
+            raise Problem(
+                control.fail_status,
+                "Injected failure",
+                "The gateway was told to fail.",
+                type="injected-failure",
+                headers=retry_after,
+            )
+        # No await from here on: checking the key and recording are one step, even for concurrent retries.
+        first = state.by_key.get(idempotency_key)
+        if first is not None:
+            if (first.to, first.text) != (body.to, body.text):
+                raise Problem(
+                    409,
+                    "Idempotency conflict",
+                    "This Idempotency-Key was used for another message.",
+                    type="idempotency-conflict",
+                )
+            response.status_code = 200
+            return first
+        message = Message(
+            id=str(uuid.uuid4()),
+            to=body.to,
+            text=body.text,
+            received_at=datetime.now(UTC),
+            idempotency_key=idempotency_key,
+        )
+        state.messages.append(message)
+        state.by_key[idempotency_key] = message
+        return message
+
+    @app.get("/v1/messages", response_model=Messages, tags=["messages"])
+    async def list_messages(to: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Messages:
+        items = [m for m in state.messages if to is None or m.to == to]
+        return Messages(items=items[-limit:])
+
+    @app.delete("/v1/messages", status_code=204, tags=["messages"])
+    async def clear_messages() -> Response:
+        state.messages.clear()
+        state.by_key.clear()
+        state.requests = state.failures = 0
+        return Response(status_code=204)
+
+    @app.get("/v1/control", response_model=Control, tags=["control"])
+    async def get_control() -> Control:
+        return state.snapshot()
+
+    @app.post("/v1/control", response_model=Control, tags=["control"])
+    async def set_control(body: ControlIn) -> Control:
+        state.control = body
+        if body.seed is not None:
+            state.rng.seed(body.seed)
+        return state.snapshot()
+
+    return app
+
+
+def main() -> None:
+    """`python -m services.smsgw.main`: serve the gateway on QUANZU_SMSGW_HOST:QUANZU_SMSGW_PORT (127.0.0.1:8025)."""
+    import uvicorn
+
+    configure_logging()
+    settings = SmsGatewaySettings()
+    uvicorn.run(create_app(settings), host=settings.smsgw_host, port=settings.smsgw_port)
+
+
+if __name__ == "__main__":
+    main()
