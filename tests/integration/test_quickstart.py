@@ -32,7 +32,7 @@ def readme_warning_example() -> tuple[str, dict[str, str], dict[str, object]]:
 
 @pytest.mark.slow
 async def test_quanzu_run_starts_the_system_and_the_readme_example_works(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("INTAKE", "DISPATCH", "FEEDBACK", "BROKER")}
+    ports = {name: free_port() for name in ("INTAKE", "DISPATCH", "FEEDBACK", "SMSGW", "BROKER")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANZU_")}
     env.update({f"QUANZU_{name}_PORT": str(port) for name, port in ports.items()})
     env["QUANZU_HOME"] = str(tmp_path / "home")
