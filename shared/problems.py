@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -62,10 +63,19 @@ def field_errors(exc: ValidationError | RequestValidationError, *, strip: int = 
     raw = exc.errors(include_input=False) if isinstance(exc, ValidationError) else exc.errors()
     for err in raw:
         loc = [str(p) for p in err["loc"][strip:]]
-        message = str(err["msg"])
-        message = message.removeprefix("Value error, ")
-        out.append({"field": ".".join(loc) or "(body)", "message": message})
+        out.append(_named(".".join(loc), str(err["msg"]).removeprefix("Value error, ")))
     return out
+
+
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$")
+
+
+def _named(field: str, message: str) -> dict[str, str]:
+    """A rule across fields says which field it is about as "field: message"; name that field."""
+    match = _FIELD_PREFIX.match(message)
+    if match and not field:
+        return {"field": match.group(1), "message": match.group(2)}
+    return {"field": field or "(body)", "message": message}
 
 
 def validation_problem(errors: list[dict[str, str]], detail: str = "The request has invalid fields.") -> Problem:
@@ -170,7 +180,7 @@ def install(app: FastAPI) -> None:
             loc = [str(p) for p in e["loc"]]
             if loc and loc[0] == "body":
                 loc = loc[1:]
-            fields.append({"field": ".".join(loc) or "(body)", "message": str(e["msg"]).removeprefix("Value error, ")})
+            fields.append(_named(".".join(loc), str(e["msg"]).removeprefix("Value error, ")))
         return validation_problem(fields).response(request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -74,3 +74,18 @@ def app_role_sql(service: str) -> list[str]:
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {service} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {service} GRANT USAGE, SELECT ON SEQUENCES TO {role}",
     ]
+
+
+def task_scope(team_column: str = "team_id") -> str:
+    """Who sees a task (dispatch's tasks, feedback's read model of them): officers and auxiliaries their area's
+    (or their team's, once reassigned) visits and follow-ups; grid workers follow-ups only; operators their
+    station's areas' calls; a supervisor the station; admins and the service itself everything."""
+    role = setting("role")
+    in_areas = f"area_code = ANY({AREAS})"
+    own_team = f"{team_column}::text = {setting('team_id')}"
+    return (
+        f"{IS_SYSTEM} OR {IS_ADMIN} OR ({role} = 'supervisor' AND station = {setting('station')})"
+        f" OR ({role} IN ('officer', 'auxiliary') AND tier IN ('visit', 'follow_up') AND ({in_areas} OR {own_team}))"
+        f" OR ({role} = 'grid_worker' AND tier = 'follow_up' AND ({in_areas} OR {own_team}))"
+        f" OR ({role} = 'operator' AND tier = 'call' AND {in_areas})"
+    )

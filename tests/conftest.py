@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from services.cli import admin
@@ -23,6 +24,7 @@ from services.feedback.main import create_app as create_feedback
 from services.feedback.settings import FeedbackSettings
 from services.intake.main import create_app as create_intake
 from services.intake.settings import IntakeSettings
+from services.smsgw.main import create_app as create_smsgw
 from shared import migrate
 from shared.auth import generate_keypair
 from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
@@ -110,8 +112,31 @@ async def intake(intake_settings: IntakeSettings) -> AsyncIterator[AppClient]:
 
 
 @pytest.fixture(scope="session")
-def dispatch_settings(database_url: str, broker: Broker) -> DispatchSettings:
-    settings: DispatchSettings = _settings(DispatchSettings, database_url, broker, token_private_key=TOKEN_PRIVATE_KEY)
+async def sms_gateway() -> AsyncIterator[str]:
+    """The development SMS gateway, served for real on a free port: the suite's carrier."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_smsgw(), host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client:
+
+        async def up() -> bool:
+            try:
+                return (await client.get(f"{url}/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_for(up, timeout=20, message="the SMS gateway")
+    yield url
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture(scope="session")
+def dispatch_settings(database_url: str, broker: Broker, sms_gateway: str) -> DispatchSettings:
+    settings: DispatchSettings = _settings(
+        DispatchSettings, database_url, broker, token_private_key=TOKEN_PRIVATE_KEY, sms_provider_url=sms_gateway
+    )
     return settings
 
 

@@ -6,18 +6,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
-from sqlmodel.ext.asyncio.session import AsyncSession
+from fastapi import FastAPI
 
 from services.feedback.db import ACCESS_LOG, INBOX, MEMBER_SESSIONS, OUTBOX
+from services.feedback.deps import MEMBER_SESSION
 from services.feedback.metrics import FEEDBACK_REQUEST_SECONDS
+from services.feedback.outcomes.api import router as outcomes_router
 from services.feedback.registry import GROUP, on_registry_event
 from services.feedback.settings import FeedbackSettings
-from shared import member_sessions, scope
+from services.feedback.tasks.handlers import GROUP as TASKS_GROUP
+from services.feedback.tasks.handlers import on_dispatch_event
+from shared import member_sessions
 from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
 from shared.auth import TokenVerifier
-from shared.deps import Authenticator, PrincipalDep, scoped_session
+from shared.deps import Authenticator
 from shared.events import Topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop
@@ -39,12 +42,16 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             producer=rt.producer,
         )
         rt.runners["registry-consumer"] = registry.run
+        dispatch_events = ConsumerLoop(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group=TASKS_GROUP,
+            topics=[Topic.DISPATCH_EVENTS],
+            handler=transactional(rt.factory, INBOX, TASKS_GROUP, on_dispatch_event),
+            producer=rt.producer,
+        )
+        rt.runners["dispatch-events-consumer"] = dispatch_events.run
         app.state.authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
         yield rt
-
-    async def member_session(request: Request, principal: PrincipalDep) -> AsyncIterator[AsyncSession]:
-        async for session in scoped_session(request.app.state.runtime.factory, scope.principal_settings(principal)):
-            yield session
 
     return make_app(
         title="Quanzu feedback",
@@ -52,5 +59,5 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         settings=settings,
         runtime=runtime,
         request_histogram=FEEDBACK_REQUEST_SECONDS,
-        routers=[access_log_router(ACCESS_LOG, Depends(member_session, scope="function"))],
+        routers=[outcomes_router, access_log_router(ACCESS_LOG, MEMBER_SESSION)],
     )

@@ -198,7 +198,8 @@ RULES: dict[RouteKey, Rule] = {
             ("GET", "/v1/dev/notifications"): roles("supervisor", "admin"),
         },
     ),
-    **_with_common("feedback", {}),
+    # an outcome for a visit of 370202-011's team: whoever may act on the visit may record it
+    **_with_common("feedback", {("POST", "/v1/outcomes"): VISIT_TASK}),
 }
 
 
@@ -362,6 +363,19 @@ async def _decline(world: World, principal: Principal) -> Call:
     return Call(f"/v1/tasks/{task['id']}/decline", json={"reason": "the team is at another visit"})
 
 
+async def _outcome(world: World, principal: Principal) -> Call:
+    visit = await _visit_of(world)  # one outcome per task: a visit of its own
+    admin_headers = world.members["admin"].headers
+    probe = {"task_id": visit["id"], "kind": "call", "call_result": "no_answer"}  # wrong kind: 422 once known
+
+    async def known() -> bool:
+        response = await world.clients["feedback"].post("/v1/outcomes", json=probe, headers=admin_headers)
+        return response.status_code == 422
+
+    await wait_for(known, timeout=30, interval=0.1, message="feedback to learn the task from dispatch.events")
+    return Call("/v1/outcomes", json={"task_id": visit["id"], "kind": "visit", "dissuasion_result": "dissuaded"})
+
+
 async def _case(world: World, principal: Principal) -> Call:
     return Call(f"/v1/cases/{world.case_id}")
 
@@ -392,6 +406,7 @@ REQUESTS: dict[RouteKey, Builder] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/arrive"): _arrive,
     ("dispatch", "POST", "/v1/tasks/{task_id}/decline"): _decline,
     ("dispatch", "GET", "/v1/cases/{case_id}"): _case,
+    ("feedback", "POST", "/v1/outcomes"): _outcome,
     ("dispatch", "POST", "/v1/cases/{case_id}/assign"): _assign,
 }
 

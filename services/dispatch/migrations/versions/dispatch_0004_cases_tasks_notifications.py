@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared.scope import AREAS, IS_ADMIN, IS_SCOPED, IS_SYSTEM, rls_sql, setting
+from shared.scope import IS_ADMIN, IS_SCOPED, IS_SYSTEM, rls_sql, setting, task_scope
 
 revision: str = "dispatch_0004"
 down_revision: str | None = "dispatch_0003"
@@ -166,18 +166,8 @@ def upgrade() -> None:
 
     # Tables made since 0002 get the app role's rights through the default privileges set there.
     member = f"{setting('role')}"
-    in_areas = f"area_code = ANY({AREAS})"
-    own_team = f"team_id::text = {setting('team_id')}"
     station_supervisor = f"({member} = 'supervisor' AND station = {setting('station')})"
-    # Officers and auxiliaries: their area's (or their team's, once reassigned) visits and follow-ups;
-    # grid workers: follow-ups only; operators: their station's areas' calls.
-    task_scope = (
-        f"{IS_SYSTEM} OR {IS_ADMIN} OR {station_supervisor}"
-        f" OR ({member} IN ('officer', 'auxiliary') AND tier IN ('visit', 'follow_up') AND ({in_areas} OR {own_team}))"
-        f" OR ({member} = 'grid_worker' AND tier = 'follow_up' AND ({in_areas} OR {own_team}))"
-        f" OR ({member} = 'operator' AND tier = 'call' AND {in_areas})"
-    )
-    for statement in rls_sql("dispatch", "tasks", task_scope):
+    for statement in rls_sql("dispatch", "tasks", task_scope()):
         op.execute(statement)
     # A case is visible to whoever sees one of its tasks (the subquery is itself held to the tasks policy);
     # every supervisor sees the district's unassigned queue, to assign from it.
