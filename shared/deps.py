@@ -86,13 +86,19 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
 AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
 
 
-async def scoped_session(factory: SessionFactory, settings: dict[str, str]) -> AsyncIterator[AsyncSession]:
+async def scoped_session(
+    factory: SessionFactory, settings: dict[str, str], *, snapshot: bool = False
+) -> AsyncIterator[AsyncSession]:
     """A transaction with the caller's scope set; commits when the request handler returns, else rolls back.
 
-    Used with `Depends(..., scope="function")` so the commit happens before the response is sent.
+    Used with `Depends(..., scope="function")` so the commit happens before the response is sent. `snapshot`:
+    every statement sees the same moment (REPEATABLE READ), for reads that assemble one object from several
+    queries and must not show half of a concurrent change.
     """
     async with factory() as session:
         try:
+            if snapshot:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             await set_local(session, settings)
             yield session
             await session.commit()

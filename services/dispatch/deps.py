@@ -43,6 +43,13 @@ async def _member_session(state: StateDep, principal: PrincipalDep) -> AsyncIter
         yield session
 
 
+async def _member_snapshot(state: StateDep, principal: PrincipalDep) -> AsyncIterator[AsyncSession]:
+    async for session in scoped_session(state.factory, scope.principal_settings(principal), snapshot=True):
+        yield session
+
+
+#: A member's read of one object assembled from several queries, all at the same moment.
+MemberSnapshotDep = Annotated[AsyncSession, Depends(_member_snapshot, scope="function")]
 #: The service acting for itself (the login flow): sees what the flow needs, however the caller is scoped.
 SystemSessionDep = Annotated[AsyncSession, Depends(_system_session, scope="function")]
 #: A member's transaction: row-level security shows only their team, station or district.

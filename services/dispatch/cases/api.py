@@ -11,7 +11,7 @@ from services.dispatch.areas.models import Area
 from services.dispatch.cases import repository, service
 from services.dispatch.cases.models import Case, TransitionPublic
 from services.dispatch.db import ACCESS_LOG
-from services.dispatch.deps import MemberSessionDep, StateDep
+from services.dispatch.deps import MemberSessionDep, MemberSnapshotDep, StateDep
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.api import task_public
 from services.dispatch.tasks.models import TaskPublic
@@ -89,7 +89,7 @@ async def _case_public(session: MemberSessionDep, case: Case, principal: Princip
 
 
 @router.get("/{case_id}", response_model=CasePublic)
-async def get_case(case_id: uuid.UUID, session: MemberSessionDep, principal: Principal = SUPERVISING) -> CasePublic:
+async def get_case(case_id: uuid.UUID, session: MemberSnapshotDep, principal: Principal = SUPERVISING) -> CasePublic:
     """The case with its warnings, tasks and every transition (who or what, when, why)."""
     return await _case_public(session, await _visible(session, case_id), principal)
 
