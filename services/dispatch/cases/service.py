@@ -118,13 +118,7 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
         last_warning_at=now,
     )
     cases.add(session, case)
-    cases.add(
-        session,
-        CaseWarning(
-            warning_id=warning.warning_id, case_id=case.id, source=warning.source,
-            risk_level=warning.risk_level, received_at=warning.received_at,
-        ),
-    )  # fmt: skip
+    cases.add(session, _case_warning(case, warning))
     await session.flush()
     await _transition(session, case, "opened", f"warning:{warning.source}", "warning received", now, force=True)
     await _publish(
@@ -151,6 +145,16 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
     await apply(session, case, decision, notifier, now, actor="policy")
 
 
+def _case_warning(case: Case, warning: WarningReceivedV1) -> CaseWarning:
+    return CaseWarning(
+        warning_id=warning.warning_id,
+        case_id=case.id,
+        source=warning.source,
+        risk_level=warning.risk_level,
+        received_at=warning.received_at,
+    )
+
+
 def _opening(case: Case, values: PolicyValues) -> rules.Decision:
     return rules.opening(
         risk=case.risk_level,
@@ -167,13 +171,7 @@ async def _join(
 ) -> None:
     """A further warning joins the open case: the risk rises to the highest seen; nothing under way is repeated,
     but a risk or an in-progress flag that now calls for a visit gets one at once."""
-    cases.add(
-        session,
-        CaseWarning(
-            warning_id=warning.warning_id, case_id=case.id, source=warning.source,
-            risk_level=warning.risk_level, received_at=warning.received_at,
-        ),
-    )  # fmt: skip
+    cases.add(session, _case_warning(case, warning))
     case.last_warning_at = now
     raised = RISK_RANK[warning.risk_level] > RISK_RANK[case.risk_level]
     newly_in_progress = warning.in_progress and not case.in_progress
