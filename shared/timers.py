@@ -189,11 +189,16 @@ class TimerEngine:
         conn = await session.connection()
         if attempts >= self.max_attempts:
             log.error("deadline %s (%s) failed %d times, giving up: %s", due.id, due.kind, attempts, exc)
-            values: dict[str, object] = {"fired_at": sa.func.now(), "attempts": attempts, "last_error": str(exc)[:500]}
+            # clock_timestamp(), not now(): now() is when the transaction began, maybe a long handler ago
+            values: dict[str, object] = {
+                "fired_at": sa.func.clock_timestamp(),
+                "attempts": attempts,
+                "last_error": str(exc)[:500],
+            }
             FIRED.labels(due.kind, "failed").inc()
         else:
             log.warning("deadline %s (%s) failed (%s); retrying", due.id, due.kind, exc)
-            retry_at = sa.func.now() + timedelta(seconds=2**attempts)
+            retry_at = sa.func.clock_timestamp() + timedelta(seconds=2**attempts)
             values = {"due_at": retry_at, "attempts": attempts, "last_error": str(exc)[:500]}
         await conn.execute(sa.update(t).where(t.c.id == due.id).values(**values))
 

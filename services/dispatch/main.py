@@ -78,16 +78,17 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             api_key=settings.sms_api_key.get_secret_value() or None,
             total_deadline_s=settings.sms_deadline_s,
         )
-        sms = TimerEngine(
-            factory=rt.factory,
-            database_url=settings.require_database_url(),
-            table=DEADLINES,
-            handler=handlers.on_sms_due(provider, notifier),
-            kinds=(SMS_SEND,),
-            batch_size=1,  # one message per transaction: a slow provider holds up no other message's row
-            max_attempts=SMS_ATTEMPTS,
-        )
-        rt.runners["sms"] = sms.run
+        for n in range(settings.sms_concurrency):
+            sms = TimerEngine(
+                factory=rt.factory,
+                database_url=settings.require_database_url(),
+                table=DEADLINES,
+                handler=handlers.on_sms_due(provider, notifier),
+                kinds=(SMS_SEND,),
+                batch_size=1,  # one message per transaction; senders skip each other's locked rows
+                max_attempts=SMS_ATTEMPTS,
+            )
+            rt.runners[f"sms-{n}"] = sms.run
         rt.runners["open-cases-gauge"] = lambda: refresh_open_cases(rt.factory)
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:

@@ -18,6 +18,8 @@ class DispatchSettings(CommonSettings):
     sms_provider_url: str = "http://127.0.0.1:8025"
     sms_api_key: SecretStr = SecretStr("")
     sms_deadline_s: float = Field(default=30.0, gt=0, le=300)
+    # SMS sent at once per process: a provider that is down holds each sender for up to sms_deadline_s.
+    sms_concurrency: int = Field(default=4, ge=1, le=64)
 
     def private_key_pem(self) -> str:
         value = self.token_private_key.get_secret_value()

@@ -551,7 +551,7 @@ async def send_sms(
     task.status, task.done_at = "done", now
     task.result = {"accepted": result.accepted, "provider_id": result.provider_id, "error": result.error}
     session.add(task)
-    await timers.cancel(session, DEADLINES, task.id)
+    await timers.cancel(session, DEADLINES, task.id, (DUE,))  # not the sms.send deadline being fired
     await _publish(session, case, SmsSentV1(task_id=task.id, case_id=case.id, accepted=result.accepted, at=now))
     values = PolicyValues.model_validate(case.policy)
     others = [t for t in await tasks.open_tasks(session, case.id) if t.id != task.id]
