@@ -14,8 +14,8 @@ from services.dispatch.areas.api import router as areas_router
 from services.dispatch.auth.api import router as auth_router
 from services.dispatch.cases import handlers
 from services.dispatch.cases.api import router as cases_router
-from services.dispatch.cases.gauges import refresh_open_cases
 from services.dispatch.cases.handlers import OUTCOMES_GROUP, WARNINGS_GROUP
+from services.dispatch.cases.jobs import erase_expired_subjects, refresh_open_cases
 from services.dispatch.cases.service import SMS_ATTEMPTS, SMS_SEND
 from services.dispatch.db import ACCESS_LOG, DEADLINES, INBOX, OUTBOX
 from services.dispatch.deps import MEMBER_SESSION, DispatchState
@@ -90,6 +90,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             )
             rt.runners[f"sms-{n}"] = sms.run
         rt.runners["open-cases-gauge"] = lambda: refresh_open_cases(rt.factory)
+        rt.runners["retention"] = lambda: erase_expired_subjects(rt.factory, settings.retention_days)
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:
             async with unit_of_work(rt.factory, scope.system_settings()) as session:

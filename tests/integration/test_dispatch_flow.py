@@ -3,6 +3,7 @@ case in dispatch; outcomes arrive on feedback.outcomes as feedback will publish 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -300,3 +301,51 @@ async def test_an_unassigned_case_waits_for_a_supervisor_then_its_calls_start(
         f"/v1/cases/{sms['case_id']}/assign", json={"area_code": SLOW_AREA}, headers=admin_member.headers
     )
     assert again.status_code == 409
+
+
+async def test_retention_erases_a_closed_cases_personal_fields_and_keeps_what_the_rates_need(
+    intake: AppClient,
+    dispatch: AppClient,
+    source: SourceCredentials,
+    common_settings: CommonSettings,
+    admin_member: Member,
+    policies: None,
+    producer: AIOKafkaProducer,
+    database_url: str,
+) -> None:
+    from services.dispatch.cases.repository import erase_subjects
+    from shared.db import make_engine, make_session_factory, unit_of_work
+    from shared.scope import app_role, system_settings
+
+    phone = mobile()
+    posted = await intake.post(
+        "/v1/warnings", json=warning_record(area_code=SLOW_AREA, subject={"phone": phone, "name": "赵六"}),
+        headers=source.headers,
+    )  # fmt: skip
+    [call] = await eventually(
+        dispatch, admin_member, lambda i: len(i) == 1, "the call", warning_id=posted.json()["id"], tier="call"
+    )
+    await outcome(producer, call["id"], "call", call_result="connected", dissuasion_result="dissuaded")
+
+    async def closed() -> dict[str, Any] | None:
+        case = (await dispatch.get(f"/v1/cases/{call['case_id']}", headers=admin_member.headers)).json()
+        return case if case["state"] == "closed" else None
+
+    await wait_for(closed, timeout=30, interval=0.1, message="the case to close")
+    engine = make_engine(database_url, pool_size=1, role=app_role("dispatch"))
+    try:
+        async with unit_of_work(make_session_factory(engine), system_settings()) as session:
+            conn = await session.connection()
+            await conn.exec_driver_sql(
+                "UPDATE dispatch.cases SET closed_at = closed_at - interval '181 days' WHERE id = $1",
+                (uuid.UUID(call["case_id"]),),
+            )
+            assert await erase_subjects(session, 180) >= 1
+    finally:
+        await engine.dispose()
+    case = (await dispatch.get(f"/v1/cases/{call['case_id']}", headers=admin_member.headers)).json()
+    subject = case["subject"]
+    assert subject["erased"] is True and subject["residency"] == "unknown"
+    assert all(subject.get(f) is None for f in ("phone", "name", "id_number", "address"))
+    assert phone not in json.dumps(case)
+    assert (case["closure"], case["risk_level"], case["area_code"]) == ("dissuaded", "high", SLOW_AREA)

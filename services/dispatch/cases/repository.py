@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -63,3 +64,19 @@ async def warnings_of(session: AsyncSession, case_id: uuid.UUID) -> list[CaseWar
 
 def add(session: AsyncSession, *rows: Case | CaseWarning | CaseTransition) -> None:
     session.add_all(rows)
+
+
+async def erase_subjects(session: AsyncSession, closed_days_ago: int) -> int:
+    """Erase the personal fields of cases closed more than `closed_days_ago` days ago; what the rates need
+    (area, risk, fraud type, residency, times, closure) stays."""
+    conn = await session.connection()
+    result = await conn.execute(
+        text(
+            """UPDATE dispatch.cases
+               SET subject = jsonb_build_object('residency', subject->'residency', 'erased', true), subject_key = ''
+               WHERE state = 'closed' AND closed_at < now() - make_interval(days => :days)
+                 AND NOT subject ? 'erased'"""
+        ),
+        {"days": closed_days_ago},
+    )
+    return int(result.rowcount or 0)

@@ -1,10 +1,12 @@
-"""quanzu_cases_open{area,state}, recomputed from the database: right whichever replica changed a case."""
+"""Periodic jobs over cases: the quanzu_cases_open{area,state} gauge (recomputed from the database, right
+whichever replica changed a case) and the erasure of personal data past its retention."""
 
 import asyncio
 import logging
 
 import sqlalchemy as sa
 
+from services.dispatch.cases import repository
 from services.dispatch.metrics import CASES_OPEN
 from shared.db import SessionFactory, unit_of_work
 from shared.scope import system_settings
@@ -33,4 +35,17 @@ async def refresh_open_cases(factory: SessionFactory, every_s: float = 15.0) -> 
             seen |= set(current)
         except Exception as exc:
             log.warning("cannot refresh the open-cases gauge: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+async def erase_expired_subjects(factory: SessionFactory, retention_days: int, every_s: float = 3600) -> None:
+    """Personal data is kept only as long as needed (PIPL): erase it from cases closed past the retention."""
+    while True:
+        try:
+            async with unit_of_work(factory, system_settings()) as session:
+                erased = await repository.erase_subjects(session, retention_days)
+            if erased:
+                log.info("erased the personal data of %d cases closed over %d days ago", erased, retention_days)
+        except Exception as exc:
+            log.warning("retention run failed: %s", exc)
         await asyncio.sleep(every_s)
