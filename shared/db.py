@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,8 +101,8 @@ _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = ("55000",)
 
 
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True when the error means the database cannot be reached now (as opposed to a bad statement)."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and everything it was raised from or while handling, each once (drivers wrap and re-wrap)."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -110,6 +110,13 @@ def is_database_unavailable(exc: BaseException) -> bool:
         if err is None or id(err) in seen:
             continue
         seen.add(id(err))
+        yield err
+        stack.extend([getattr(err, "orig", None), err.__cause__, err.__context__])
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when the error means the database cannot be reached now (as opposed to a bad statement)."""
+    for err in exception_chain(exc):
         if isinstance(err, (sa_exc.TimeoutError, OperationalError, InterfaceError)):
             return True
         # A socket error or timeout means the database only if the driver raised it: a handler's HTTP timeout
@@ -123,7 +130,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
             state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) or state in _UNAVAILABLE_SQLSTATES
         ):
             return True
-        stack.extend([getattr(err, "orig", None), err.__cause__, err.__context__])
     return False
 
 

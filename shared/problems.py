@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.db import is_database_unavailable
+from shared.db import exception_chain, is_database_unavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -103,18 +103,7 @@ _UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
 
 
 def _unstorable_text(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    err: BaseException | None = exc
-    stack = [exc]
-    while stack:
-        err = stack.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if getattr(err, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
-            return True
-        stack.extend(e for e in (getattr(err, "orig", None), err.__cause__, err.__context__) if e is not None)
-    return False
+    return any(getattr(err, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES for err in exception_chain(exc))
 
 
 class DatabaseUnavailableMiddleware:

@@ -78,3 +78,14 @@ async def _supervise(name: str, runner: Runner) -> None:
         except Exception:
             log.exception("background task %s crashed; restarting", name)
             await asyncio.sleep(1)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `job` now and then every `seconds`, for as long as the service runs; a failed run is logged and the
+    next one tried on time (a database outage must not end a periodic job)."""
+    while True:
+        try:
+            await job()
+        except Exception as exc:
+            log.warning("%s failed: %s", what, exc)
+        await asyncio.sleep(seconds)

@@ -15,7 +15,7 @@ from services.dispatch.auth.api import router as auth_router
 from services.dispatch.cases import handlers
 from services.dispatch.cases.api import router as cases_router
 from services.dispatch.cases.handlers import OUTCOMES_GROUP, WARNINGS_GROUP
-from services.dispatch.cases.jobs import erase_expired_subjects, refresh_open_cases
+from services.dispatch.cases.jobs import OpenCasesGauge, erase_expired_subjects
 from services.dispatch.cases.service import SMS_ATTEMPTS, SMS_SEND
 from services.dispatch.db import ACCESS_LOG, DEADLINES, INBOX, OUTBOX
 from services.dispatch.deps import MEMBER_SESSION, DispatchState
@@ -38,6 +38,7 @@ from shared.deps import Authenticator
 from shared.events import Topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop
+from shared.runtime import every
 from shared.timers import TimerEngine
 
 
@@ -89,8 +90,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
                 max_attempts=SMS_ATTEMPTS,
             )
             rt.runners[f"sms-{n}"] = sms.run
-        rt.runners["open-cases-gauge"] = lambda: refresh_open_cases(rt.factory)
-        rt.runners["retention"] = lambda: erase_expired_subjects(rt.factory, settings.retention_days)
+        gauge = OpenCasesGauge(rt.factory)
+        rt.runners["open-cases-gauge"] = lambda: every(15, gauge.refresh, "refreshing the open-cases gauge")
+        rt.runners["retention"] = lambda: every(
+            3600, lambda: erase_expired_subjects(rt.factory, settings.retention_days), "erasing expired subjects"
+        )
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:
             async with unit_of_work(rt.factory, scope.system_settings()) as session:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from shared.deps import Authenticator
 from shared.events import Envelope, Topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop
+from shared.runtime import every
 from shared.scope import system_settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         verifier = TokenVerifier(settings.public_key_pem())
         rt = Runtime.open("intake", settings)
         rt.relay(OUTBOX)
-        areas = KnownAreas(rt.factory, settings.area_refresh_s)
+        areas = KnownAreas(rt.factory)
         apply_registry = transactional(rt.factory, INBOX, REGISTRY_GROUP, on_registry_event)
 
         async def on_registry(envelope: Envelope) -> None:
@@ -56,11 +56,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             handler=on_registry,
             producer=rt.producer,
         )
+
+        async def erase() -> None:
+            await _erase_expired_subjects(rt.factory, settings.retention_days)
+
         rt.runners.update(
             {
                 "registry-consumer": registry.run,
-                "known-areas": areas.run,
-                "retention": lambda: _erase_periodically(rt.factory, settings.retention_days),
+                "known-areas": lambda: every(settings.area_refresh_s, areas.refresh, "refreshing known areas"),
+                "retention": lambda: every(
+                    3600,
+                    lambda: _erase_expired_subjects(rt.factory, settings.retention_days),
+                    "erasing expired subjects",
+                ),
             }
         )
         authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
@@ -81,14 +89,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
 
 
-async def _erase_periodically(factory: SessionFactory, retention_days: int, every_s: float = 3600) -> None:
+async def _erase_expired_subjects(factory: SessionFactory, retention_days: int) -> None:
     """Personal data is kept only as long as needed (PIPL): erase subjects past the retention period."""
-    while True:
-        try:
-            async with unit_of_work(factory, system_settings()) as session:
-                erased = await warnings_service.erase_personal_data(session, retention_days)
-            if erased:
-                log.info("erased the personal data of %d warnings older than %d days", erased, retention_days)
-        except Exception as exc:
-            log.warning("retention run failed: %s", exc)
-        await asyncio.sleep(every_s)
+    async with unit_of_work(factory, system_settings()) as session:
+        erased = await warnings_service.erase_personal_data(session, retention_days)
+    if erased:
+        log.info("erased the personal data of %d warnings older than %d days", erased, retention_days)

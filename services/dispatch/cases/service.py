@@ -22,7 +22,8 @@ from services.dispatch.db import DEADLINES, OUTBOX
 from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
 from services.dispatch.policies.models import DEFAULT_SCOPE
-from services.dispatch.policies.policy import PolicyFile, PolicyValues, resolve
+from services.dispatch.policies.policy import PolicyValues
+from services.dispatch.policies.service import values_of
 from services.dispatch.sms.provider import SmsProvider, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
@@ -61,25 +62,15 @@ async def policy_for(session: AsyncSession, area_code: str | None, risk: str) ->
     """The policy versions in force for an area, and the values they give at `risk`."""
     default = await policies.latest(session, DEFAULT_SCOPE)
     area = await policies.latest(session, area_code) if area_code else None
-    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), risk) if default else PolicyValues()  # type: ignore[arg-type]
-    values = resolve(base, PolicyFile.model_validate(area.body) if area else None, risk)  # type: ignore[arg-type]
-    return [str(v.id) for v in (default, area) if v is not None], values
+    return [str(v.id) for v in (default, area) if v is not None], values_of(default, area, risk)
 
 
 async def _values_at(session: AsyncSession, case: Case, risk: str) -> PolicyValues:
     """The case's own policy versions (not today's), at a possibly raised risk level."""
     versions = {str(v) for v in case.policy_version_ids}
-    default = area = None
-    for scope in (DEFAULT_SCOPE, case.area_code):
-        if scope is None:
-            continue
-        found = await policies.by_ids(session, scope, versions)
-        if scope == DEFAULT_SCOPE:
-            default = found
-        else:
-            area = found
-    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), risk) if default else PolicyValues()  # type: ignore[arg-type]
-    return resolve(base, PolicyFile.model_validate(area.body) if area else None, risk)  # type: ignore[arg-type]
+    default = await policies.by_ids(session, DEFAULT_SCOPE, versions)
+    area = await policies.by_ids(session, case.area_code, versions) if case.area_code else None
+    return values_of(default, area, risk)
 
 
 # --- a warning arrives --------------------------------------------------------------------------------------
@@ -186,12 +177,9 @@ async def _join(
                      risk_level=warning.risk_level, at=now),
     )  # fmt: skip
     if (raised or newly_in_progress) and case.area_code is not None:
-        wanted = {t.tier for t in _opening(case, PolicyValues.model_validate(case.policy)).tasks}
         open_tiers = {t.tier for t in await tasks.open_tasks(session, case.id)}
-        missing = [
-            t for t in _opening(case, PolicyValues.model_validate(case.policy)).tasks
-            if t.tier in wanted - open_tiers and t.tier in ("call", "visit")
-        ]  # fmt: skip
+        wanted = _opening(case, PolicyValues.model_validate(case.policy)).tasks
+        missing = [t for t in wanted if t.tier in ("call", "visit") and t.tier not in open_tiers]
         if missing:
             reason = "risk raised" if raised else "in progress"
             visit_added = any(t.tier == "visit" for t in missing)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,16 +36,22 @@ async def set_policy(session: AsyncSession, scope: str, file: PolicyFile, *, by:
     return await repository.add(session, version), True
 
 
+def values_of(default: PolicyVersion | None, area: PolicyVersion | None, risk: str) -> PolicyValues:
+    """What a case at `risk` gets from these versions: built-in defaults, then the district's file (and its
+    override for `risk`), then the area's file (and its override)."""
+    risk_level: Any = risk
+    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), risk_level) if default else PolicyValues()
+    return resolve(base, PolicyFile.model_validate(area.body) if area else None, risk_level)
+
+
 async def effective(session: AsyncSession, area_code: str) -> EffectivePolicy:
     if area_code != DEFAULT_SCOPE and await session.get(Area, area_code) is None:
         raise PolicyError(f"no area {area_code!r} in the registry")
     area = await repository.latest(session, area_code) if area_code != DEFAULT_SCOPE else None
     default = await repository.latest(session, DEFAULT_SCOPE)
-    base = resolve(PolicyValues(), PolicyFile.model_validate(default.body), "high") if default else PolicyValues()
-    area_file = PolicyFile.model_validate(area.body) if area else None
     return EffectivePolicy(
         area_code=area_code,
         area=PolicyPublic.model_validate(area, from_attributes=True) if area else None,
         default=PolicyPublic.model_validate(default, from_attributes=True) if default else None,
-        effective={risk: resolve(base, area_file, risk).model_dump() for risk in RISK_LEVELS},  # type: ignore[arg-type]
+        effective={risk: values_of(default, area, risk).model_dump() for risk in RISK_LEVELS},
     )
