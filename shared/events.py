@@ -154,6 +154,9 @@ class CaseOpenedV1(BaseModel):
     residency: Residency
     rewarned: bool
     opened_at: datetime
+    # When intake received the opening warning: the time rates are windowed by (contract §5). Optional so that
+    # events published before it was added still validate; readers fall back to opened_at.
+    warning_received_at: datetime | None = None
 
 
 class CaseJoinedV1(BaseModel):
@@ -253,3 +256,7 @@ class OutcomeRecordedV1(BaseModel):
     ) = None
     recorded_at: datetime
     recorded_by: str | None = None
+    # Set on a correction: the outcome it replaces. Dispatch does not re-run the flow for it (the flow has moved
+    # on) but does re-close a case whose closure came from the corrected result.
+    corrects: uuid.UUID | None = None
+    correction_reason: str | None = None

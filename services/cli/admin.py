@@ -26,6 +26,8 @@ from services.dispatch.teams import repository as teams_repository
 from services.dispatch.teams import service as teams_service
 from services.dispatch.teams.models import Team, TeamCreate
 from services.feedback.db import OUTBOX as FEEDBACK_OUTBOX
+from services.feedback.fraud_reports import repository as feeds_repository
+from services.feedback.fraud_reports import service as feeds_service
 from services.intake.areas.repository import active_codes
 from services.intake.db import OUTBOX as INTAKE_OUTBOX
 from services.intake.sources import service as sources_service
@@ -41,6 +43,7 @@ M = TypeVar("M", bound=BaseModel)
 DEMO_AREAS = Path(__file__).with_name("demo_areas.csv")
 #: Fixed so that the README's examples work as written. `quanzu demo` refuses to run in production.
 DEMO_SOURCES = {"demo-bank": "qz_demo_bank_key", "demo-96110": "qz_demo_96110_key"}
+DEMO_FEEDS = {"demo-reports": "qz_demo_reports_key"}
 
 
 class AdminError(Exception):
@@ -65,6 +68,28 @@ async def source_add(settings: CommonSettings, name: str, rate_per_s: float) -> 
         except sources_service.SourceError as exc:
             raise AdminError(str(exc)) from None
     return key
+
+
+async def feed_add(settings: CommonSettings, name: str) -> str:
+    _check_name("name", name)
+    async with session(settings) as s:
+        try:
+            return await feeds_service.add_feed(s, name)
+        except feeds_service.FeedError as exc:
+            raise AdminError(str(exc)) from None
+
+
+async def feed_revoke(settings: CommonSettings, name: str) -> None:
+    async with session(settings) as s:
+        try:
+            await feeds_service.revoke_feed(s, name)
+        except feeds_service.FeedError as exc:
+            raise AdminError(str(exc)) from None
+
+
+def _check_name(field: str, name: str) -> None:
+    if not 1 <= len(name) <= 64 or not name.isprintable() or name.strip() != name:
+        raise AdminError(f"{field}: 1 to 64 printable characters, without surrounding spaces")
 
 
 async def source_rotate(settings: CommonSettings, name: str) -> tuple[str, str]:
@@ -195,6 +220,9 @@ async def demo(settings: CommonSettings) -> DemoSummary:
         for name, key in DEMO_SOURCES.items():
             if await get_by_name(s, name) is None:
                 await sources_service.add_source(s, _source_create(name, 500), api_key=key)
+        for name, key in DEMO_FEEDS.items():
+            if await feeds_repository.feed_by_name(s, name) is None:
+                await feeds_service.add_feed(s, name, api_key=key)
         wanted: list[MemberCreate] = [
             MemberCreate(username="admin", name="区反诈中心管理员", role="admin", district=True, password=DEMO_PASSWORD)
         ]

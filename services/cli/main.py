@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("name")
     revoke_key.add_argument("prefix")
 
+    feed = sub.add_parser("feed", help="upstream crime-report feeds").add_subparsers(dest="action", required=True)
+    feed.add_parser("add", help="register a crime-report feed and print its API key once").add_argument("name")
+    feed.add_parser("revoke", help="revoke a feed's API key").add_argument("name")
+
     team = sub.add_parser("team", help="visit teams").add_subparsers(dest="action", required=True)
     team_add = team.add_parser("add", help="add a team to a police area")
     team_add.add_argument("name")
@@ -147,6 +151,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         print(f"areas: {demo.areas.created} created, {demo.areas.updated} updated, {demo.areas.unchanged} unchanged")
         for name, key in demo.sources.items():
             print(f"source {name}: API key {key}")
+        for name, key in admin.DEMO_FEEDS.items():
+            print(f"crime-report feed {name}: API key {key}")
         print(f"logins (password {admin.DEMO_PASSWORD}):")
         for username, role, where in demo.logins:
             print(f"  {username:<14} {role:<12} {where}")
@@ -162,6 +168,12 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     elif args.command == "source" and args.action == "revoke-key":
         asyncio.run(admin.source_revoke_key(settings, args.name, args.prefix))
         print(f"key {args.prefix}… of {args.name} revoked")
+    elif args.command == "feed" and args.action == "add":
+        key = asyncio.run(admin.feed_add(settings, args.name))
+        print(f"feed {args.name} registered. Its API key, shown only now:\n{key}")
+    elif args.command == "feed" and args.action == "revoke":
+        asyncio.run(admin.feed_revoke(settings, args.name))
+        print(f"feed {args.name} revoked")
     elif args.command == "team" and args.action == "add":
         team = asyncio.run(admin.team_add(settings, args.name, args.area, args.backup))
         print(f"team {team.name} added to {team.area_code} ({team.station}){' as backup' if team.backup else ''}")

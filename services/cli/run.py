@@ -211,6 +211,8 @@ def _print_summary(specs: list[ServiceSpec], demo: admin.DemoSummary | None, log
         print("\nDemo district loaded (areas 370202-011 … 370202-043, 市南区).")
         for name, key in demo.sources.items():
             print(f"  source {name:<11} API key: {key}")
+        for name, key in admin.DEMO_FEEDS.items():
+            print(f"  crime-report feed {name}: API key {key}")
         print(f"  logins (password {admin.DEMO_PASSWORD}): admin, supervisor1…, operator1…, and per police area")
         print("          officer011, auxiliary011, gridworker011 (370202-011) and so on; `quanzu demo` lists all")
     print('\nTry:  see README.md, "Post a warning".\n', flush=True)

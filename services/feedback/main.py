@@ -1,5 +1,4 @@
-"""The feedback service. So far: identity (tokens verified with dispatch's public key) and its plumbing;
-outcomes and rates come with their issue."""
+"""The feedback service: outcomes, crime reports, and the rates and bulletins districts are judged by."""
 
 from __future__ import annotations
 
@@ -8,21 +7,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.feedback.areas.handlers import GROUP as REGISTRY_GROUP
+from services.feedback.areas.handlers import on_registry_event
+from services.feedback.cases.handlers import DISPATCH_GROUP, WARNINGS_GROUP, on_dispatch_event, warnings_handler
 from services.feedback.db import ACCESS_LOG, INBOX, MEMBER_SESSIONS, OUTBOX
 from services.feedback.deps import MEMBER_SESSION
+from services.feedback.fraud_reports.api import router as fraud_reports_router
 from services.feedback.metrics import FEEDBACK_REQUEST_SECONDS
 from services.feedback.outcomes.api import router as outcomes_router
-from services.feedback.registry import GROUP, on_registry_event
 from services.feedback.settings import FeedbackSettings
-from services.feedback.tasks.handlers import GROUP as TASKS_GROUP
-from services.feedback.tasks.handlers import on_dispatch_event
+from services.feedback.stats.api import router as stats_router
 from shared import member_sessions
 from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
 from shared.auth import TokenVerifier
 from shared.deps import Authenticator
 from shared.events import Topic
-from shared.inbox import transactional
+from shared.inbox import SessionHandler, transactional
 from shared.kafka import ConsumerLoop
 
 
@@ -34,30 +35,35 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         verifier = TokenVerifier(settings.public_key_pem())
         rt = Runtime.open("feedback", settings)
         rt.relay(OUTBOX)
-        registry = ConsumerLoop(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group=GROUP,
-            topics=[Topic.REGISTRY_EVENTS],
-            handler=transactional(rt.factory, INBOX, GROUP, on_registry_event),
-            producer=rt.producer,
-        )
-        rt.runners["registry-consumer"] = registry.run
-        dispatch_events = ConsumerLoop(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group=TASKS_GROUP,
-            topics=[Topic.DISPATCH_EVENTS],
-            handler=transactional(rt.factory, INBOX, TASKS_GROUP, on_dispatch_event),
-            producer=rt.producer,
-        )
-        rt.runners["dispatch-events-consumer"] = dispatch_events.run
+
+        def consume(name: str, group: str, topic: Topic, handler: SessionHandler) -> None:
+            loop = ConsumerLoop(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group=group,
+                topics=[topic],
+                handler=transactional(rt.factory, INBOX, group, handler),
+                producer=rt.producer,
+            )
+            rt.runners[name] = loop.run
+
+        consume("registry-consumer", REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event)
+        consume("dispatch-events-consumer", DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event)
+        secret = settings.subject_key_secret.get_secret_value()
+        on_warning = warnings_handler(secret, settings.post_warning_window)
+        consume("warnings-consumer", WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, on_warning)
         app.state.authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
         yield rt
 
     return make_app(
         title="Quanzu feedback",
-        description="Records outcomes and computes the rates districts are judged by.",
+        description="Records outcomes and crime reports, and computes the rates districts are judged by.",
         settings=settings,
         runtime=runtime,
         request_histogram=FEEDBACK_REQUEST_SECONDS,
-        routers=[outcomes_router, access_log_router(ACCESS_LOG, MEMBER_SESSION)],
+        routers=[
+            outcomes_router,
+            fraud_reports_router,
+            stats_router,
+            access_log_router(ACCESS_LOG, MEMBER_SESSION),
+        ],
     )

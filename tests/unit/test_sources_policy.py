@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.intake.sources.policy import (
-    KEY_PREFIX,
-    TokenBucket,
-    bucket_capacity,
-    hash_api_key,
-    new_api_key,
-    retry_after_header,
-)
+from services.intake.sources.policy import TokenBucket, bucket_capacity, retry_after_header
+from shared.apikeys import KEY_PREFIX, hash_api_key, new_api_key
 
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 

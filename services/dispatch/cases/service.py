@@ -119,7 +119,7 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
             case_id=case.id, warning_id=warning.warning_id, subject_key=case.subject_key, source=case.source,
             area_code=case.area_code, station=case.station, street=case.street, risk_level=warning.risk_level,
             fraud_type=warning.fraud_type, in_progress=case.in_progress, residency=warning.subject.residency,
-            rewarned=rewarned, opened_at=now,
+            rewarned=rewarned, opened_at=now, warning_received_at=warning.received_at,
         ),
     )  # fmt: skip
     decision = _opening(case, values)
@@ -349,6 +349,9 @@ async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier
     case = await cases.get(session, task.case_id, lock=True)
     assert case is not None
     result = outcome.model_dump(mode="json", include={"call_result", "dissuasion_result", "outcome_id"})
+    if outcome.corrects is not None:
+        await _correct(session, case, task, outcome, result, now)
+        return
     if task.status not in OPEN_STATUSES:
         return  # already decided (a redelivered or late outcome): the flow has moved on
     task.status, task.done_at, task.result = "done", now, result
@@ -394,6 +397,39 @@ async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier
         decision = rules.Decision()  # SMS outcomes come from the provider, not from members
     session.add(case)
     await apply(session, case, decision, notifier, now, actor=f"outcome:{outcome.recorded_by or 'member'}")
+
+
+async def _correct(
+    session: AsyncSession, case: Case, task: Task, outcome: OutcomeRecordedV1, result: dict[str, Any], now: datetime
+) -> None:
+    """A member corrected an outcome. The flow is not re-run (visits made stay made), but the record is fixed and
+    a closed case whose closure was this task's dissuasion result is re-closed with the corrected one."""
+    if (task.result or {}).get("outcome_id") == result["outcome_id"]:
+        return  # redelivered
+    task.result = result
+    session.add(task)
+    note = f"{task.tier} outcome corrected: {outcome.correction_reason or 'no reason given'}"
+    await _transition(session, case, case.state, f"outcome:{outcome.recorded_by or 'member'}", note, now, force=True)
+    decided = [t for t in await tasks.of_case(session, case.id) if (t.result or {}).get("dissuasion_result")]
+    corrected = outcome.dissuasion_result
+    if (
+        case.state == "closed"
+        and case.closure in RESULT_CLOSURES
+        and corrected in RESULT_CLOSURES
+        and corrected != case.closure
+        and decided
+        and decided[-1].id == task.id
+    ):
+        case.closure = corrected
+        session.add(case)
+        await _transition(session, case, "closed", "correction", f"{corrected}: closure corrected", now, force=True)
+        await _publish(
+            session, case, CaseClosedV1(case_id=case.id, closure=corrected, area_code=case.area_code, at=now)
+        )
+
+
+#: Closures that are a member's dissuasion result as it stands (the others are decided by the flow itself).
+RESULT_CLOSURES = ("dissuaded", "not_dissuaded", "already_defrauded", "false_positive")
 
 
 # --- members acting on tasks ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 from pydantic import Field as PydanticField
-from sqlalchemy import Column
+from sqlalchemy import Column, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -49,9 +49,14 @@ class OutcomeCreate(BaseModel):
     recorded_at: AwareDatetime | None = None
     checklist: Checklist | None = None
     position: Position | None = None
+    # An explicit correction names the outcome it replaces and says why; the original is kept.
+    corrects: uuid.UUID | None = None
+    correction_reason: str | None = PydanticField(default=None, min_length=1, max_length=500)
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "OutcomeCreate":
+        if (self.corrects is None) != (self.correction_reason is None):
+            raise ValueError("correction_reason: a correction names the outcome it corrects and gives a reason")
         if self.kind == "call" and self.call_result is None:
             raise ValueError("call_result: a call outcome needs a call_result")
         if self.kind in ("visit", "follow_up") and self.dissuasion_result is None:
@@ -67,10 +72,14 @@ class OutcomeCreate(BaseModel):
 
 class Outcome(SQLModel, table=True):
     __tablename__ = "outcomes"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        Index("uq_outcomes_current_per_task", "task_id", unique=True, postgresql_where=text("superseded_by IS NULL")),
+        {"schema": SCHEMA},
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    task_id: uuid.UUID = Field(unique=True)
+    # One current outcome per task (a partial unique index); corrections keep the ones they replace.
+    task_id: uuid.UUID = Field(index=True)
     case_id: uuid.UUID = Field(index=True)
     area_code: str | None = Field(default=None, max_length=32, index=True)
     kind: str = Field(max_length=16)
@@ -83,6 +92,10 @@ class Outcome(SQLModel, table=True):
     recorded_at: datetime
     recorded_by: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    corrects: uuid.UUID | None = None
+    correction_reason: str | None = Field(default=None, max_length=500)
+    superseded_by: uuid.UUID | None = None
+    superseded_at: datetime | None = None
 
 
 class OutcomePublic(BaseModel):
@@ -95,3 +108,7 @@ class OutcomePublic(BaseModel):
     loss_prevented: float | None
     recorded_at: datetime
     recorded_by: str
+    checklist: Checklist | None = None
+    corrects: uuid.UUID | None = None
+    correction_reason: str | None = None
+    superseded_by: uuid.UUID | None = None

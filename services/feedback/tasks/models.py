@@ -20,4 +20,7 @@ class TaskView(SQLModel, table=True):
     station: str | None = Field(default=None, max_length=100)
     team_id: uuid.UUID | None = None
     created_at: datetime
-    due_at: datetime
+    due_at: datetime = Field(index=True)
+    # When the SMS provider accepted it (sms tasks complete then) and when dispatch declared it overdue.
+    sms_at: datetime | None = None
+    breached_at: datetime | None = None

@@ -7,13 +7,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.sources import repository
 from services.intake.sources.models import Source, SourceCreate, SourceIdentity
-from services.intake.sources.policy import (
-    KEY_PREFIX_LENGTH,
-    TokenBucket,
-    bucket_capacity,
-    hash_api_key,
-    new_api_key,
-)
+from services.intake.sources.policy import TokenBucket, bucket_capacity
+from shared.apikeys import KEY_PREFIX_LENGTH, hash_api_key, new_api_key
 from shared.db import SessionFactory
 
 

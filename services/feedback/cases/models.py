@@ -1,0 +1,51 @@
+"""Feedback's read model of cases and warnings, built from dispatch.events and warnings.received.
+
+Feedback never reads dispatch's or intake's tables; these rows are rebuilt by replaying the topics.
+"""
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from services.feedback.db import SCHEMA
+
+
+class CaseView(SQLModel, table=True):
+    __tablename__ = "cases"
+    __table_args__ = {"schema": SCHEMA}
+
+    case_id: uuid.UUID = Field(primary_key=True)
+    warning_id: uuid.UUID
+    # When intake received the opening warning: rates are windowed by it (contract §5).
+    received_at: datetime = Field(index=True)
+    opened_at: datetime
+    area_code: str | None = Field(default=None, max_length=32, index=True)
+    station: str | None = Field(default=None, max_length=100)
+    street: str | None = Field(default=None, max_length=100)
+    team_id: uuid.UUID | None = None
+    source: str = Field(max_length=64)
+    fraud_type: str = Field(max_length=32)
+    risk_level: str = Field(max_length=16)
+    closure: str | None = Field(default=None, max_length=32)
+    closed_at: datetime | None = None
+
+
+class WarningView(SQLModel, table=True):
+    """A warning as feedback needs it to count post-warning cases: keyed hashes of the subject's phone and ID
+    number (never the numbers), the intake time, and its case once dispatch has placed it. Either topic may
+    deliver first, so every column but the id fills in when its event arrives."""
+
+    __tablename__ = "warnings"
+    __table_args__ = {"schema": SCHEMA}
+
+    warning_id: uuid.UUID = Field(primary_key=True)
+    case_id: uuid.UUID | None = Field(default=None, index=True)
+    received_at: datetime | None = Field(default=None, index=True)
+    subject_key: str | None = Field(default=None, max_length=64)
+    phone_key: str | None = Field(default=None, max_length=64, index=True)
+    id_key: str | None = Field(default=None, max_length=64, index=True)
+    source: str | None = Field(default=None, max_length=64)
+    fraud_type: str | None = Field(default=None, max_length=32)
+    area_code: str | None = Field(default=None, max_length=32, index=True)
+    station: str | None = Field(default=None, max_length=100)

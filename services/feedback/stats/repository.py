@@ -1,0 +1,172 @@
+"""The rates queries: three aggregate statements over the read models, each one pass over a window.
+
+Grouping expressions come from fixed tables below (never from the caller's text), so building the statements
+from them is safe. Row-level security scopes every table to what the caller may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+_PERIOD_FORMAT = {
+    "day": "to_char(date_trunc('day', {t} AT TIME ZONE :tz), 'YYYY-MM-DD')",
+    "week": "to_char(date_trunc('week', {t} AT TIME ZONE :tz), 'IYYY-\"W\"IW')",
+    "month": "to_char(date_trunc('month', {t} AT TIME ZONE :tz), 'YYYY-MM')",
+}
+# Case-level figures group by the case's attributes; tasks and warnings fall back to their own where the case
+# is not (yet) known to feedback.
+_CASE_DIMS = {
+    "area": "c.area_code", "station": "c.station", "street": "c.street", "team": "c.team_id::text",
+    "fraud_type": "c.fraud_type", "source": "c.source",
+}  # fmt: skip
+_TASK_DIMS = {
+    **_CASE_DIMS, "area": "coalesce(c.area_code, t.area_code)", "station": "coalesce(c.station, t.station)",
+    "team": "coalesce(t.team_id, c.team_id)::text",
+}  # fmt: skip
+_WARNING_DIMS = {
+    **_CASE_DIMS, "area": "coalesce(c.area_code, w.area_code)", "station": "coalesce(c.station, w.station)",
+    "fraud_type": "coalesce(c.fraud_type, w.fraud_type)", "source": "coalesce(c.source, w.source)",
+}  # fmt: skip
+
+
+def _dims(group_by: Sequence[str], table: dict[str, str], time_column: str) -> list[str]:
+    return [_PERIOD_FORMAT[name].format(t=time_column) if name in _PERIOD_FORMAT else table[name] for name in group_by]
+
+
+def _select_and_group(dims: list[str]) -> tuple[str, str]:
+    select = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(dims))
+    group = ("GROUP BY " + ", ".join(f"g{i}" for i in range(len(dims)))) if dims else ""
+    return select, group
+
+
+_CASES = """
+WITH c AS (SELECT * FROM feedback.cases WHERE received_at >= :start AND received_at < :end),
+o AS (
+    SELECT o.case_id,
+           count(*) FILTER (WHERE o.kind = 'call') AS calls,
+           count(*) FILTER (WHERE o.kind = 'call' AND o.call_result = 'connected') AS connected_calls,
+           count(*) FILTER (WHERE o.kind = 'visit') AS visits,
+           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'not_met') AS visits_met,
+           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'false_positive') AS visits_judged,
+           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result = 'dissuaded') AS visits_dissuaded,
+           count(*) FILTER (WHERE o.kind = 'visit' AND o.checklist IS NOT NULL) AS visits_checked,
+           count(*) FILTER (WHERE o.kind = 'visit' AND (o.checklist ->> 'antifraud_app_installed')::boolean)
+               AS visits_app_installed,
+           min(o.recorded_at) FILTER (WHERE o.kind = 'call' AND o.call_result = 'connected') AS first_call,
+           min(o.recorded_at) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'not_met') AS first_visit
+      FROM feedback.outcomes o JOIN c ON c.case_id = o.case_id
+     WHERE o.superseded_by IS NULL
+     GROUP BY o.case_id
+),
+s AS (
+    SELECT t.case_id, min(t.sms_at) AS first_sms
+      FROM feedback.tasks t JOIN c ON c.case_id = t.case_id
+     WHERE t.tier = 'sms' AND t.sms_at IS NOT NULL
+     GROUP BY t.case_id
+)
+SELECT {select}
+       count(*) AS cases,
+       count(*) FILTER (WHERE o.calls > 0) AS call_cases,
+       count(*) FILTER (WHERE o.connected_calls > 0) AS connected_cases,
+       coalesce(sum(o.calls), 0) AS calls,
+       coalesce(sum(o.connected_calls), 0) AS connected_calls,
+       coalesce(sum(o.visits), 0) AS visits,
+       coalesce(sum(o.visits_met), 0) AS visits_met,
+       coalesce(sum(o.visits_judged), 0) AS visits_judged,
+       coalesce(sum(o.visits_dissuaded), 0) AS visits_dissuaded,
+       coalesce(sum(o.visits_checked), 0) AS visits_checked,
+       coalesce(sum(o.visits_app_installed), 0) AS visits_app_installed,
+       count(*) FILTER (WHERE c.closure IS NOT NULL AND c.closure <> 'false_positive') AS closed_judged,
+       count(*) FILTER (WHERE c.closure = 'dissuaded') AS closed_dissuaded,
+       {contact}
+  FROM c LEFT JOIN o ON o.case_id = c.case_id LEFT JOIN s ON s.case_id = c.case_id
+ {group}
+"""
+_CONTACT_COLUMNS = {"sms": "s.first_sms", "call": "o.first_call", "visit": "o.first_visit"}
+
+
+def _contact() -> str:
+    parts = []
+    for tier, column in _CONTACT_COLUMNS.items():
+        seconds = f"extract(epoch FROM {column} - c.received_at)"
+        parts += [
+            f"count({column}) AS ttfc_{tier}_count",
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds}) AS ttfc_{tier}_p50",
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {seconds}) AS ttfc_{tier}_p90",
+        ]
+    return ",\n       ".join(parts)
+
+
+# SLA compliance: of the tasks due in the window that were decided (done, or declared overdue), those done by
+# their deadline. A task cancelled before its deadline (the case closed) was never due and is not counted.
+_SLA = """
+SELECT {select} t.tier AS tier,
+       count(*) FILTER (WHERE d.at IS NOT NULL OR t.breached_at IS NOT NULL) AS due,
+       count(*) FILTER (WHERE d.at IS NOT NULL AND d.at <= t.due_at AND t.breached_at IS NULL) AS met
+  FROM feedback.tasks t
+  LEFT JOIN feedback.cases c ON c.case_id = t.case_id
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN t.tier = 'sms' THEN t.sms_at
+                  ELSE (SELECT min(o.recorded_at) FROM feedback.outcomes o WHERE o.task_id = t.task_id) END AS at
+  ) d
+ WHERE t.due_at >= :start AND t.due_at < :end
+ GROUP BY {group_columns}
+"""
+
+# 预警后发案: warned subjects, and those of them with a crime report matched within the window after a warning.
+_POST_WARNING = """
+SELECT {select}
+       count(DISTINCT w.subject_key) AS warned_subjects,
+       count(DISTINCT w.subject_key) FILTER (
+           WHERE EXISTS (SELECT 1 FROM feedback.post_warning_matches m WHERE m.warning_id = w.warning_id)
+       ) AS post_warning_subjects
+  FROM feedback.warnings w LEFT JOIN feedback.cases c ON c.case_id = w.case_id
+ WHERE w.received_at >= :start AND w.received_at < :end AND w.subject_key IS NOT NULL
+ {group}
+"""
+
+Row = dict[str, Any]
+
+
+async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[Row]:
+    used = {name: value for name, value in params.items() if f":{name}" in sql}
+    result = await (await session.connection()).execute(text(sql).bindparams(**used))
+    return [dict(row._mapping) for row in result]
+
+
+async def case_counts(
+    session: AsyncSession, group_by: Sequence[str], start: datetime, end: datetime, tz: str
+) -> list[Row]:
+    select, group = _select_and_group(_dims(group_by, _CASE_DIMS, "c.received_at"))
+    sql = _CASES.format(select=select, group=group, contact=_contact())
+    return await _rows(session, sql, {"start": start, "end": end, "tz": tz})
+
+
+async def sla_counts(
+    session: AsyncSession, group_by: Sequence[str], start: datetime, end: datetime, tz: str
+) -> list[Row]:
+    dims = _dims(group_by, _TASK_DIMS, "t.due_at")
+    select, _ = _select_and_group(dims)
+    group_columns = ", ".join([*(f"g{i}" for i in range(len(dims))), "tier"])
+    return await _rows(
+        session, _SLA.format(select=select, group_columns=group_columns), {"start": start, "end": end, "tz": tz}
+    )
+
+
+async def post_warning_counts(
+    session: AsyncSession, group_by: Sequence[str], start: datetime, end: datetime, tz: str
+) -> list[Row]:
+    select, group = _select_and_group(_dims(group_by, _WARNING_DIMS, "w.received_at"))
+    return await _rows(
+        session, _POST_WARNING.format(select=select, group=group), {"start": start, "end": end, "tz": tz}
+    )
+
+
+async def areas(session: AsyncSession) -> dict[str, Row]:
+    rows = await _rows(session, "SELECT area_code, area_name, station, street FROM feedback.areas", {})
+    return {row["area_code"]: row for row in rows}
