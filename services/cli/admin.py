@@ -25,9 +25,11 @@ from services.dispatch.policies.policy import PolicyFile
 from services.dispatch.teams import repository as teams_repository
 from services.dispatch.teams import service as teams_service
 from services.dispatch.teams.models import Team, TeamCreate
+from services.feedback.cases import service as feedback_read_model
 from services.feedback.db import OUTBOX as FEEDBACK_OUTBOX
 from services.feedback.fraud_reports import repository as feeds_repository
 from services.feedback.fraud_reports import service as feeds_service
+from services.feedback.settings import FeedbackSettings
 from services.intake.areas.repository import active_codes
 from services.intake.db import OUTBOX as INTAKE_OUTBOX
 from services.intake.sources import service as sources_service
@@ -90,6 +92,17 @@ async def feed_revoke(settings: CommonSettings, name: str) -> None:
 def _check_name(field: str, name: str) -> None:
     if not 1 <= len(name) <= 64 or not name.isprintable() or name.strip() != name:
         raise AdminError(f"{field}: 1 to 64 printable characters, without surrounding spaces")
+
+
+async def feedback_rebuild(settings: FeedbackSettings) -> feedback_read_model.Replayed:
+    """Clear feedback's read model and replay its topics from their start (with the feedback service stopped)."""
+    engine = make_engine(settings.require_database_url(), pool_size=2, application_name="quanzu-cli")
+    try:
+        factory = make_session_factory(engine)
+        await feedback_read_model.clear(factory, settings)
+        return await feedback_read_model.replay(factory, settings)
+    finally:
+        await engine.dispose()
 
 
 async def source_rotate(settings: CommonSettings, name: str) -> tuple[str, str]:

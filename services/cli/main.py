@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_parser("add", help="register a crime-report feed and print its API key once").add_argument("name")
     feed.add_parser("revoke", help="revoke a feed's API key").add_argument("name")
 
+    feedback = sub.add_parser("feedback", help="the feedback service").add_subparsers(dest="action", required=True)
+    feedback.add_parser(
+        "rebuild", help="rebuild the read model of cases, tasks and warnings from the topics (stop feedback first)"
+    )
+
     team = sub.add_parser("team", help="visit teams").add_subparsers(dest="action", required=True)
     team_add = team.add_parser("add", help="add a team to a police area")
     team_add.add_argument("name")
@@ -174,6 +179,10 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     elif args.command == "feed" and args.action == "revoke":
         asyncio.run(admin.feed_revoke(settings, args.name))
         print(f"feed {args.name} revoked")
+    elif args.command == "feedback" and args.action == "rebuild":
+        replayed = asyncio.run(admin.feedback_rebuild(FeedbackSettings()))
+        for topic, applied in replayed.applied.items():
+            print(f"{topic}: {applied} events replayed, {replayed.skipped.get(topic, 0)} skipped")
     elif args.command == "team" and args.action == "add":
         team = asyncio.run(admin.team_add(settings, args.name, args.area, args.backup))
         print(f"team {team.name} added to {team.area_code} ({team.station}){' as backup' if team.backup else ''}")

@@ -7,9 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.feedback.areas.handlers import GROUP as REGISTRY_GROUP
-from services.feedback.areas.handlers import on_registry_event
-from services.feedback.cases.handlers import DISPATCH_GROUP, WARNINGS_GROUP, on_dispatch_event, warnings_handler
+from services.feedback.cases.handlers import read_model_consumers
 from services.feedback.db import ACCESS_LOG, INBOX, MEMBER_SESSIONS, OUTBOX
 from services.feedback.deps import MEMBER_SESSION
 from services.feedback.fraud_reports.api import router as fraud_reports_router
@@ -46,11 +44,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             )
             rt.runners[name] = loop.run
 
-        consume("registry-consumer", REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event)
-        consume("dispatch-events-consumer", DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event)
         secret = settings.subject_key_secret.get_secret_value()
-        on_warning = warnings_handler(secret, settings.post_warning_window)
-        consume("warnings-consumer", WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, on_warning)
+        for name, group, topic, handler in read_model_consumers(secret, settings.post_warning_window):
+            consume(name, group, topic, handler)
         app.state.authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
         yield rt
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.feedback.areas.handlers import GROUP as REGISTRY_GROUP
+from services.feedback.areas.handlers import on_registry_event
 from services.feedback.cases import repository as cases
 from services.feedback.fraud_reports import repository as reports
 from services.feedback.tasks import repository as tasks
@@ -21,8 +23,10 @@ from shared.events import (
     SmsSentV1,
     TaskAssignedV1,
     TaskCreatedV1,
+    Topic,
     WarningReceivedV1,
 )
+from shared.inbox import SessionHandler
 from shared.personal import subject_key
 
 DISPATCH_GROUP = "feedback-dispatch-events"
@@ -78,3 +82,13 @@ def warnings_handler(secret: str, window: timedelta) -> Callable[[AsyncSession, 
         await reports.match_warning(session, warning.warning_id, window)
 
     return on_warning
+
+
+def read_model_consumers(secret: str, window: timedelta) -> list[tuple[str, str, Topic, SessionHandler]]:
+    """(name, consumer group, topic, handler) of every consumer that builds feedback's read model, in the order
+    a rebuild replays them (areas, then cases and tasks, then warnings)."""
+    return [
+        ("registry-consumer", REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event),
+        ("dispatch-events-consumer", DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event),
+        ("warnings-consumer", WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, warnings_handler(secret, window)),
+    ]

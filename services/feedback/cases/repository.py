@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, update
@@ -57,3 +58,15 @@ async def receive_warning(session: AsyncSession, values: dict[str, Any]) -> None
         },
     )  # fmt: skip
     await session.exec(stmt)
+
+
+#: The tables rebuilt from the topics; outcomes, crime reports and feeds are feedback's own records and stay.
+READ_MODEL_TABLES = ("cases", "tasks", "warnings", "post_warning_matches", "areas")
+
+
+async def clear_read_model(session: AsyncSession, inbox: sa.Table, groups: list[str]) -> None:
+    conn = await session.connection()
+    for table in READ_MODEL_TABLES:
+        await conn.execute(text(f"DELETE FROM feedback.{table}"))
+    # Forget which events were handled, or the replay would skip them all as redeliveries.
+    await conn.execute(sa.delete(inbox).where(inbox.c.consumer.in_(groups)))
