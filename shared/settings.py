@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where `make run` keeps the embedded database, logs and development secrets.
@@ -40,6 +41,20 @@ class CommonSettings(BaseSettings):
     token_public_key_file: Path | None = None
     # Personal fields of subjects are erased this many days after their case closed (or the warning arrived).
     retention_days: int = Field(default=180, ge=1, le=3650)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The district's time zone: days, weeks, months and bulletins are local ones."""
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> CommonSettings:
