@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AppClient, SourceCredentials
-from tests.factories import warning_record
+from services.cli import admin
+from shared.settings import CommonSettings
+from tests.conftest import AppClient, SourceCredentials, new_member
+from tests.factories import mobile, warning_record
 
 
 def _families(text: str) -> dict[str, list[dict[str, str]]]:
@@ -40,10 +42,33 @@ async def test_intake_exports_the_contract_metrics_without_personal_data(
         assert phone_or_id not in response.text
 
 
-async def test_every_service_serves_health_readiness_and_metrics(intake: AppClient, dispatch: AppClient) -> None:
-    for client in (intake, dispatch):
+async def test_every_service_serves_health_readiness_and_metrics(
+    intake: AppClient, dispatch: AppClient, feedback: AppClient
+) -> None:
+    for client in (intake, dispatch, feedback):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         assert "quanzu_outbox_pending" in (await client.get("/metrics")).text
+
+
+async def test_feedback_exports_its_metrics_without_personal_data(
+    feedback: AppClient, dispatch: AppClient, common_settings: CommonSettings
+) -> None:
+    key = await admin.feed_add(common_settings, f"metrics-feed-{mobile()}")
+    phone = mobile()
+    report = {"external_id": f"m-{phone}", "reported_at": "2026-01-01T00:00:00Z", "subject": {"phone": phone}}
+    assert (await feedback.post("/v1/fraud-reports", json=report, headers={"X-API-Key": key})).status_code == 201
+    assert (await feedback.post("/v1/fraud-reports", json=report, headers={"X-API-Key": key})).status_code == 200
+    chief = await new_member(common_settings, dispatch, "admin")
+    assert (await feedback.get("/v1/stats/rates", headers=chief.headers)).status_code == 200
+
+    response = await feedback.get("/metrics")
+    families = _families(response.text)
+    reports = {s["result"] for s in families["quanzu_fraud_reports"] if "result" in s}
+    assert {"accepted", "duplicate"} <= reports
+    assert any(s.get("endpoint") == "rates" for s in families["quanzu_rates_query_seconds"])
+    for name in ("quanzu_outcomes_recorded", "quanzu_post_warning_matches", "quanzu_outbox_pending"):
+        assert name in families, name
+    assert phone not in response.text
