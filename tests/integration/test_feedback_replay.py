@@ -52,9 +52,7 @@ async def test_the_read_model_rebuilt_from_the_topics_gives_identical_rates(
     window = {"from": (now - timedelta(hours=1)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
 
     async def ours(group_by: str) -> list[dict[str, Any]]:
-        response = await feedback.get(
-            "/v1/stats/rates", params={**window, "group_by": group_by}, headers=chief.headers
-        )
+        response = await feedback.get("/v1/stats/rates", params={**window, "group_by": group_by}, headers=chief.headers)
         assert response.status_code == 200, response.text
         return [g for g in response.json()["groups"] if g["key"]["area"] == AREA]
 

@@ -27,7 +27,10 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -37,7 +40,7 @@ from services.cli import admin
 from shared.devinfra import wait_for
 from shared.settings import CommonSettings
 from tests.conftest import AppClient, Member, SourceCredentials, new_member, new_source
-from tests.factories import warning_record
+from tests.factories import mobile, warning_record
 
 Service = Literal["intake", "dispatch", "feedback"]
 Principal = Literal[
@@ -198,8 +201,21 @@ RULES: dict[RouteKey, Rule] = {
             ("GET", "/v1/dev/notifications"): roles("supervisor", "admin"),
         },
     ),
-    # an outcome for a visit of 370202-011's team: whoever may act on the visit may record it
-    **_with_common("feedback", {("POST", "/v1/outcomes"): VISIT_TASK}),
+    **_with_common(
+        "feedback",
+        {
+            # an outcome for a visit of 370202-011's team: whoever may act on the visit may record it, and read
+            # its outcomes (the correction history); whoever cannot see the visit cannot tell it exists
+            ("POST", "/v1/outcomes"): VISIT_TASK,
+            ("GET", "/v1/outcomes"): VISIT_TASK,
+            # Every member has rates and a bulletin: row-level security scopes the rows they are computed from.
+            ("GET", "/v1/stats/rates"): members(),
+            ("GET", "/v1/reports/monthly"): members(),
+            # Only a crime-report feed posts reports, with its own API key: an intake source's key is not one
+            # (401), and a member token is authenticated but the wrong kind of caller (403).
+            ("POST", "/v1/fraud-reports"): members(FORBIDDEN),
+        },
+    ),
 }
 
 
@@ -376,6 +392,44 @@ async def _outcome(world: World, principal: Principal) -> Call:
     return Call("/v1/outcomes", json={"task_id": visit["id"], "kind": "visit", "dissuasion_result": "dissuaded"})
 
 
+async def _outcomes(world: World, principal: Principal) -> Call:
+    path = f"/v1/outcomes?task_id={world.visit_task_id}"
+    admin_headers = world.members["admin"].headers
+
+    async def known() -> bool:
+        response = await world.clients["feedback"].get(path, headers=admin_headers)
+        return response.status_code == 200
+
+    await wait_for(known, timeout=30, interval=0.1, message="feedback to learn the task from dispatch.events")
+    return Call(path)
+
+
+async def _rates(world: World, principal: Principal) -> Call:
+    now = datetime.now(UTC)
+    window = urlencode(
+        {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat(), "group_by": "area"}
+    )
+    return Call(f"/v1/stats/rates?{window}")
+
+
+async def _monthly(world: World, principal: Principal) -> Call:
+    return Call(f"/v1/reports/monthly?month={datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m}")
+
+
+def fraud_report() -> dict[str, Any]:
+    return {
+        "external_id": _unique("sec-report"),
+        "reported_at": datetime.now(UTC).isoformat(),
+        "subject": {"phone": mobile()},
+        "loss": 1000.0,
+        "fraud_type": "investment",
+    }
+
+
+async def _fraud_report(world: World, principal: Principal) -> Call:
+    return Call("/v1/fraud-reports", json=fraud_report())
+
+
 async def _case(world: World, principal: Principal) -> Call:
     return Call(f"/v1/cases/{world.case_id}")
 
@@ -407,6 +461,10 @@ REQUESTS: dict[RouteKey, Builder] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/decline"): _decline,
     ("dispatch", "GET", "/v1/cases/{case_id}"): _case,
     ("feedback", "POST", "/v1/outcomes"): _outcome,
+    ("feedback", "GET", "/v1/outcomes"): _outcomes,
+    ("feedback", "GET", "/v1/stats/rates"): _rates,
+    ("feedback", "GET", "/v1/reports/monthly"): _monthly,
+    ("feedback", "POST", "/v1/fraud-reports"): _fraud_report,
     ("dispatch", "POST", "/v1/cases/{case_id}/assign"): _assign,
 }
 
@@ -554,6 +612,15 @@ def _mismatch(principal: Principal, expected: Expect, call: Call, method: str, r
         f"  {principal}: expected {expected.label}, got {response.status_code} "
         f"for {method} {call.path}: {response.text[:300]}"
     )
+
+
+async def test_the_fraud_report_the_matrix_posts_is_accepted_from_a_feed(world: World) -> None:
+    """No principal of the matrix may post crime reports: the body they send is valid from a feed's own key,
+    so their 401s and 403s are about who they are, not about the body."""
+    key = await admin.feed_add(world.settings, _unique("sec-feed"))
+    call = await _fraud_report(world, "anonymous")
+    response = await world.clients["feedback"].post(call.path, json=call.json, headers={"X-API-Key": key})
+    assert response.status_code == 201, response.text
 
 
 async def test_a_member_token_for_another_area_sees_no_trace_of_the_warning(world: World) -> None:
