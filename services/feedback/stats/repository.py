@@ -54,7 +54,8 @@ o AS (
            count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'not_met') AS visits_met,
            count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'false_positive') AS visits_judged,
            count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result = 'dissuaded') AS visits_dissuaded,
-           count(*) FILTER (WHERE o.kind = 'visit' AND o.checklist IS NOT NULL) AS visits_checked,
+           -- an outcome without a checklist holds JSON null (not SQL NULL): only an object is a checklist
+           count(*) FILTER (WHERE o.kind = 'visit' AND jsonb_typeof(o.checklist) = 'object') AS visits_checked,
            count(*) FILTER (WHERE o.kind = 'visit' AND (o.checklist ->> 'antifraud_app_installed')::boolean)
                AS visits_app_installed,
            min(o.recorded_at) FILTER (WHERE o.kind = 'call' AND o.call_result = 'connected') AS first_call,
