@@ -60,7 +60,8 @@ async def test_the_read_model_rebuilt_from_the_topics_gives_identical_rates(
         groups = await ours("area,source,fraud_type,day")
         counts = groups[0]["counts"] if groups else None
         done = counts is not None and counts["call_attempt_connected_rate"]["denominator"] == len(CALLS)
-        return groups if done and groups[0]["post_warning_cases"] == 1 else None
+        texted = done and groups[0]["time_to_first_contact"]["sms"]["count"] == len(CALLS)  # every sms.sent is in
+        return groups if texted and groups[0]["post_warning_cases"] == 1 else None
 
     before = await wait_for(settled, timeout=30, interval=0.2, message="feedback to count the calls and the report")
     assert before[0]["counts"]["call_connected_rate"] == {"numerator": 2, "denominator": 4}

@@ -57,6 +57,7 @@ async def on_dispatch_event(session: AsyncSession, envelope: Envelope) -> None:
         sent = SmsSentV1.model_validate(envelope.data)
         if sent.accepted:
             await tasks.sms_accepted(session, sent.task_id, sent.at)
+            await cases.sms_accepted(session, sent.case_id, sent.at)
     elif envelope.type == SlaBreachedV1.TYPE:
         breach = SlaBreachedV1.model_validate(envelope.data)
         if breach.kind == "due" and breach.task_id is not None:
@@ -72,12 +73,14 @@ def warnings_handler(secret: str, window: timedelta) -> Callable[[AsyncSession, 
             return
         warning = WarningReceivedV1.model_validate(envelope.data)
         phone, id_number = warning.subject.phone, warning.subject.id_number
+        phone_key = subject_key(secret, phone=phone, id_number=None) if phone else None
+        id_key = subject_key(secret, phone=None, id_number=id_number) if id_number else None
         values = {
             "warning_id": warning.warning_id, "received_at": warning.received_at, "subject_key": warning.subject_key,
-            "phone_key": subject_key(secret, phone=phone, id_number=None) if phone else None,
-            "id_key": subject_key(secret, phone=None, id_number=id_number) if id_number else None,
+            "phone_key": phone_key, "id_key": id_key,
             "source": warning.source, "fraud_type": warning.fraud_type, "area_code": warning.area_code,
         }  # fmt: skip
+        await reports.lock_subject(session, phone_key, id_key)
         await cases.receive_warning(session, values)
         await reports.match_warning(session, warning.warning_id, window)
 

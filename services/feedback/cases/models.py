@@ -29,6 +29,19 @@ class CaseView(SQLModel, table=True):
     risk_level: str = Field(max_length=16)
     closure: str | None = Field(default=None, max_length=32)
     closed_at: datetime | None = None
+    # The case's current outcomes, summed (cases/repository.py refresh_summary): the rates read one row per case
+    # instead of joining outcomes, which keeps a month of a district's cases well under a second.
+    calls: int = 0
+    connected_calls: int = 0
+    visits: int = 0
+    visits_met: int = 0
+    visits_judged: int = 0  # finished visits less false positives
+    visits_dissuaded: int = 0
+    visits_checked: int = 0  # finished visits with the door checklist
+    visits_app_installed: int = 0
+    first_sms_at: datetime | None = None
+    first_call_at: datetime | None = None  # the first connected call
+    first_visit_at: datetime | None = None  # the first visit that met the person
 
 
 class WarningView(SQLModel, table=True):
@@ -49,3 +62,5 @@ class WarningView(SQLModel, table=True):
     fraud_type: str | None = Field(default=None, max_length=32)
     area_code: str | None = Field(default=None, max_length=32, index=True)
     station: str | None = Field(default=None, max_length=100)
+    # A crime report matched it within the window (post_warning_matches holds which).
+    matched: bool = False

@@ -23,6 +23,7 @@ async def open_case(session: AsyncSession, event: CaseOpenedV1) -> None:
     }  # fmt: skip
     await session.exec(insert(CaseView).values(**values).on_conflict_do_nothing())
     await place_warning(session, event.warning_id, event.case_id)
+    await refresh_summary(session, event.case_id)  # on a rebuild, the outcomes are already there
 
 
 async def place_warning(session: AsyncSession, warning_id: uuid.UUID, case_id: uuid.UUID) -> None:
@@ -70,3 +71,50 @@ async def clear_read_model(session: AsyncSession, inbox: sa.Table, groups: list[
         await conn.execute(text(f"DELETE FROM feedback.{table}"))
     # Forget which events were handled, or the replay would skip them all as redeliveries.
     await conn.execute(sa.delete(inbox).where(inbox.c.consumer.in_(groups)))
+
+
+_REFRESH_SUMMARY = text("""
+    UPDATE feedback.cases c
+       SET calls = s.calls, connected_calls = s.connected_calls, visits = s.visits, visits_met = s.visits_met,
+           visits_judged = s.visits_judged, visits_dissuaded = s.visits_dissuaded,
+           visits_checked = s.visits_checked, visits_app_installed = s.visits_app_installed,
+           first_call_at = s.first_call_at, first_visit_at = s.first_visit_at
+      FROM (
+        SELECT count(*) FILTER (WHERE kind = 'call') AS calls,
+               count(*) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS connected_calls,
+               count(*) FILTER (WHERE kind = 'visit') AS visits,
+               count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS visits_met,
+               count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'false_positive') AS visits_judged,
+               count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result = 'dissuaded') AS visits_dissuaded,
+               -- an outcome without a checklist holds JSON null (not SQL NULL): only an object is a checklist
+               count(*) FILTER (WHERE kind = 'visit' AND jsonb_typeof(checklist) = 'object') AS visits_checked,
+               count(*) FILTER (WHERE kind = 'visit' AND (checklist ->> 'antifraud_app_installed')::boolean)
+                   AS visits_app_installed,
+               min(recorded_at) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS first_call_at,
+               min(recorded_at) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS first_visit_at
+          FROM feedback.outcomes
+         WHERE case_id = :case_id AND superseded_by IS NULL
+      ) s
+     WHERE c.case_id = :case_id
+""")
+
+
+async def refresh_summary(session: AsyncSession, case_id: uuid.UUID) -> None:
+    """Recount a case's current outcomes into its row (after an outcome, a correction, or the case's arrival).
+
+    The row lock comes first, in its own statement: two outcomes of one case recorded at once then recount one
+    after the other, the second seeing the first's committed outcome, instead of each overwriting the other's.
+    """
+    conn = await session.connection()
+    await conn.execute(
+        text("SELECT 1 FROM feedback.cases WHERE case_id = :case_id FOR UPDATE").bindparams(case_id=case_id)
+    )
+    await conn.execute(_REFRESH_SUMMARY.bindparams(case_id=case_id))
+
+
+async def sms_accepted(session: AsyncSession, case_id: uuid.UUID, at: datetime) -> None:
+    await session.exec(
+        update(CaseView)
+        .where(col(CaseView.case_id) == case_id)
+        .values(first_sms_at=sa.func.least(sa.func.coalesce(col(CaseView.first_sms_at), at), at))
+    )

@@ -35,20 +35,37 @@ async def by_external_id(session: AsyncSession, feed: str, external_id: str) -> 
 
 # A warning matches a report on the same phone or ID number reported within `window` after the warning.
 _MATCH_REPORT = text("""
-    INSERT INTO feedback.post_warning_matches (warning_id, report_id, matched_at)
-    SELECT w.warning_id, :report_id, now() FROM feedback.warnings w
-     WHERE (w.phone_key = :phone_key OR w.id_key = :id_key)
-       AND w.received_at <= :reported_at AND w.received_at >= :reported_at - :window
-    ON CONFLICT DO NOTHING
+    WITH matched AS (
+        INSERT INTO feedback.post_warning_matches (warning_id, report_id, matched_at)
+        SELECT w.warning_id, :report_id, now() FROM feedback.warnings w
+         WHERE (w.phone_key = :phone_key OR w.id_key = :id_key)
+           AND w.received_at <= :reported_at AND w.received_at >= :reported_at - :window
+        ON CONFLICT DO NOTHING
+        RETURNING warning_id
+    )
+    UPDATE feedback.warnings SET matched = true WHERE warning_id IN (SELECT warning_id FROM matched)
 """)
 _MATCH_WARNING = text("""
-    INSERT INTO feedback.post_warning_matches (warning_id, report_id, matched_at)
-    SELECT w.warning_id, r.id, now() FROM feedback.warnings w JOIN feedback.fraud_reports r
-        ON (r.phone_key = w.phone_key OR r.id_key = w.id_key)
-       AND r.reported_at >= w.received_at AND r.reported_at <= w.received_at + :window
-     WHERE w.warning_id = :warning_id
-    ON CONFLICT DO NOTHING
+    WITH matched AS (
+        INSERT INTO feedback.post_warning_matches (warning_id, report_id, matched_at)
+        SELECT w.warning_id, r.id, now() FROM feedback.warnings w JOIN feedback.fraud_reports r
+            ON (r.phone_key = w.phone_key OR r.id_key = w.id_key)
+           AND r.reported_at >= w.received_at AND r.reported_at <= w.received_at + :window
+         WHERE w.warning_id = :warning_id
+        ON CONFLICT DO NOTHING
+        RETURNING warning_id
+    )
+    UPDATE feedback.warnings SET matched = true WHERE warning_id IN (SELECT warning_id FROM matched)
 """)
+
+
+async def lock_subject(session: AsyncSession, *keys: str | None) -> None:
+    """Serialise a warning and a report of the same person: whichever stores second waits for the first to
+    commit and then sees it, so two arriving at once cannot both miss each other."""
+    for key in sorted(k for k in keys if k):
+        await (await session.connection()).execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))").bindparams(key=key)
+        )
 
 
 async def match_report(session: AsyncSession, report: FraudReport, window: timedelta) -> int:

@@ -52,6 +52,7 @@ async def receive(
         feed=feed, external_id=data.external_id, reported_at=data.reported_at, phone_key=phone_key, id_key=id_key,
         loss=data.loss, fraud_type=data.fraud_type, content_hash=digest, received_at=datetime.now(UTC),
     )  # fmt: skip
+    await repository.lock_subject(session, phone_key, id_key)
     if await repository.insert_report(session, report) is None:
         existing = await repository.by_external_id(session, feed, data.external_id)
         assert existing is not None

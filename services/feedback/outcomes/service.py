@@ -7,13 +7,17 @@ from datetime import datetime, timedelta
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.feedback import metrics
+from services.feedback.cases import repository as cases
 from services.feedback.db import OUTBOX
 from services.feedback.outcomes import repository
 from services.feedback.outcomes.models import Outcome, OutcomeCreate
+from services.feedback.tasks import repository as tasks
 from services.feedback.tasks.models import TaskView
 from shared.auth import Principal
+from shared.db import set_local
 from shared.events import Envelope, OutcomeRecordedV1, Topic
 from shared.outbox import enqueue
+from shared.scope import principal_settings, system_settings
 
 EVENT_SOURCE = "quanzu/feedback"
 #: How far ahead of the server's clock a phone's recorded_at may be (clock skew), before it is refused.
@@ -65,6 +69,12 @@ async def record(session: AsyncSession, principal: Principal, data: OutcomeCreat
         metrics.OUTCOME_CORRECTIONS.labels(data.kind).inc()
     session.add(outcome)
     await session.flush()
+    # The rates' per-case and per-task summaries are the service's bookkeeping, kept whatever the member may
+    # see of the case (a backup team from another area sees the task, not the case): written in its own scope.
+    await set_local(session, system_settings())
+    await tasks.completed(session, task.task_id, recorded_at)
+    await cases.refresh_summary(session, task.case_id)
+    await set_local(session, principal_settings(principal))
     metrics.OUTCOMES.labels(data.kind, data.call_result or data.dissuasion_result or "none").inc()
     event = OutcomeRecordedV1(
         outcome_id=outcome.id, task_id=task.task_id, case_id=task.case_id, kind=data.kind,

@@ -24,12 +24,13 @@ _CASE_DIMS = {
     "area": "c.area_code", "station": "c.station", "street": "c.street", "team": "c.team_id::text",
     "fraud_type": "c.fraud_type", "source": "c.source",
 }  # fmt: skip
+# A task's area, station and team are the case's (dispatch sets them from it), so only street, fraud type and
+# source need the case's row; a warning knows its case's area and station once dispatch has placed it.
 _TASK_DIMS = {
-    **_CASE_DIMS, "area": "coalesce(c.area_code, t.area_code)", "station": "coalesce(c.station, t.station)",
-    "team": "coalesce(t.team_id, c.team_id)::text",
+    **_CASE_DIMS, "area": "t.area_code", "station": "t.station", "team": "coalesce(t.team_id, c.team_id)::text",
 }  # fmt: skip
 _WARNING_DIMS = {
-    **_CASE_DIMS, "area": "coalesce(c.area_code, w.area_code)", "station": "coalesce(c.station, w.station)",
+    **_CASE_DIMS, "area": "w.area_code", "station": "w.station",
     "fraud_type": "coalesce(c.fraud_type, w.fraud_type)", "source": "coalesce(c.source, w.source)",
 }  # fmt: skip
 
@@ -44,51 +45,28 @@ def _select_and_group(dims: list[str]) -> tuple[str, str]:
     return select, group
 
 
+# One row per case: the outcomes are summed into the case's row as they are recorded (cases/repository.py).
 _CASES = """
-WITH c AS (SELECT * FROM feedback.cases WHERE received_at >= :start AND received_at < :end),
-o AS (
-    SELECT o.case_id,
-           count(*) FILTER (WHERE o.kind = 'call') AS calls,
-           count(*) FILTER (WHERE o.kind = 'call' AND o.call_result = 'connected') AS connected_calls,
-           count(*) FILTER (WHERE o.kind = 'visit') AS visits,
-           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'not_met') AS visits_met,
-           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'false_positive') AS visits_judged,
-           count(*) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result = 'dissuaded') AS visits_dissuaded,
-           -- an outcome without a checklist holds JSON null (not SQL NULL): only an object is a checklist
-           count(*) FILTER (WHERE o.kind = 'visit' AND jsonb_typeof(o.checklist) = 'object') AS visits_checked,
-           count(*) FILTER (WHERE o.kind = 'visit' AND (o.checklist ->> 'antifraud_app_installed')::boolean)
-               AS visits_app_installed,
-           min(o.recorded_at) FILTER (WHERE o.kind = 'call' AND o.call_result = 'connected') AS first_call,
-           min(o.recorded_at) FILTER (WHERE o.kind = 'visit' AND o.dissuasion_result <> 'not_met') AS first_visit
-      FROM feedback.outcomes o JOIN c ON c.case_id = o.case_id
-     WHERE o.superseded_by IS NULL
-     GROUP BY o.case_id
-),
-s AS (
-    SELECT t.case_id, min(t.sms_at) AS first_sms
-      FROM feedback.tasks t JOIN c ON c.case_id = t.case_id
-     WHERE t.tier = 'sms' AND t.sms_at IS NOT NULL
-     GROUP BY t.case_id
-)
 SELECT {select}
        count(*) AS cases,
-       count(*) FILTER (WHERE o.calls > 0) AS call_cases,
-       count(*) FILTER (WHERE o.connected_calls > 0) AS connected_cases,
-       coalesce(sum(o.calls), 0) AS calls,
-       coalesce(sum(o.connected_calls), 0) AS connected_calls,
-       coalesce(sum(o.visits), 0) AS visits,
-       coalesce(sum(o.visits_met), 0) AS visits_met,
-       coalesce(sum(o.visits_judged), 0) AS visits_judged,
-       coalesce(sum(o.visits_dissuaded), 0) AS visits_dissuaded,
-       coalesce(sum(o.visits_checked), 0) AS visits_checked,
-       coalesce(sum(o.visits_app_installed), 0) AS visits_app_installed,
+       count(*) FILTER (WHERE c.calls > 0) AS call_cases,
+       count(*) FILTER (WHERE c.connected_calls > 0) AS connected_cases,
+       coalesce(sum(c.calls), 0) AS calls,
+       coalesce(sum(c.connected_calls), 0) AS connected_calls,
+       coalesce(sum(c.visits), 0) AS visits,
+       coalesce(sum(c.visits_met), 0) AS visits_met,
+       coalesce(sum(c.visits_judged), 0) AS visits_judged,
+       coalesce(sum(c.visits_dissuaded), 0) AS visits_dissuaded,
+       coalesce(sum(c.visits_checked), 0) AS visits_checked,
+       coalesce(sum(c.visits_app_installed), 0) AS visits_app_installed,
        count(*) FILTER (WHERE c.closure IS NOT NULL AND c.closure <> 'false_positive') AS closed_judged,
        count(*) FILTER (WHERE c.closure = 'dissuaded') AS closed_dissuaded,
        {contact}
-  FROM c LEFT JOIN o ON o.case_id = c.case_id LEFT JOIN s ON s.case_id = c.case_id
+  FROM feedback.cases c
+ WHERE c.received_at >= :start AND c.received_at < :end
  {group}
 """
-_CONTACT_COLUMNS = {"sms": "s.first_sms", "call": "o.first_call", "visit": "o.first_visit"}
+_CONTACT_COLUMNS = {"sms": "c.first_sms_at", "call": "c.first_call_at", "visit": "c.first_visit_at"}
 
 
 def _contact() -> str:
@@ -107,14 +85,9 @@ def _contact() -> str:
 # their deadline. A task cancelled before its deadline (the case closed) was never due and is not counted.
 _SLA = """
 SELECT {select} t.tier AS tier,
-       count(*) FILTER (WHERE d.at IS NOT NULL OR t.breached_at IS NOT NULL) AS due,
-       count(*) FILTER (WHERE d.at IS NOT NULL AND d.at <= t.due_at AND t.breached_at IS NULL) AS met
-  FROM feedback.tasks t
-  LEFT JOIN feedback.cases c ON c.case_id = t.case_id
-  CROSS JOIN LATERAL (
-      SELECT CASE WHEN t.tier = 'sms' THEN t.sms_at
-                  ELSE (SELECT min(o.recorded_at) FROM feedback.outcomes o WHERE o.task_id = t.task_id) END AS at
-  ) d
+       count(*) FILTER (WHERE t.completed_at IS NOT NULL OR t.breached_at IS NOT NULL) AS due,
+       count(*) FILTER (WHERE t.completed_at <= t.due_at AND t.breached_at IS NULL) AS met
+  FROM feedback.tasks t {join}
  WHERE t.due_at >= :start AND t.due_at < :end
  GROUP BY {group_columns}
 """
@@ -123,13 +96,14 @@ SELECT {select} t.tier AS tier,
 _POST_WARNING = """
 SELECT {select}
        count(DISTINCT w.subject_key) AS warned_subjects,
-       count(DISTINCT w.subject_key) FILTER (
-           WHERE EXISTS (SELECT 1 FROM feedback.post_warning_matches m WHERE m.warning_id = w.warning_id)
-       ) AS post_warning_subjects
-  FROM feedback.warnings w LEFT JOIN feedback.cases c ON c.case_id = w.case_id
+       count(DISTINCT w.subject_key) FILTER (WHERE w.matched) AS post_warning_subjects
+  FROM feedback.warnings w {join}
  WHERE w.received_at >= :start AND w.received_at < :end AND w.subject_key IS NOT NULL
  {group}
 """
+#: Groupings a task or a warning cannot answer from its own row.
+_NEEDS_CASE = {"street", "fraud_type", "source", "team"}
+_CASE_JOIN = "LEFT JOIN feedback.cases c ON c.case_id = {alias}.case_id"
 
 Row = dict[str, Any]
 
@@ -154,18 +128,20 @@ async def sla_counts(
     dims = _dims(group_by, _TASK_DIMS, "t.due_at")
     select, _ = _select_and_group(dims)
     group_columns = ", ".join([*(f"g{i}" for i in range(len(dims))), "tier"])
-    return await _rows(
-        session, _SLA.format(select=select, group_columns=group_columns), {"start": start, "end": end, "tz": tz}
-    )
+    sql = _SLA.format(select=select, group_columns=group_columns, join=_join(group_by, "t"))
+    return await _rows(session, sql, {"start": start, "end": end, "tz": tz})
 
 
 async def post_warning_counts(
     session: AsyncSession, group_by: Sequence[str], start: datetime, end: datetime, tz: str
 ) -> list[Row]:
     select, group = _select_and_group(_dims(group_by, _WARNING_DIMS, "w.received_at"))
-    return await _rows(
-        session, _POST_WARNING.format(select=select, group=group), {"start": start, "end": end, "tz": tz}
-    )
+    sql = _POST_WARNING.format(select=select, group=group, join=_join(group_by, "w"))
+    return await _rows(session, sql, {"start": start, "end": end, "tz": tz})
+
+
+def _join(group_by: Sequence[str], alias: str) -> str:
+    return _CASE_JOIN.format(alias=alias) if _NEEDS_CASE & set(group_by) else ""
 
 
 async def areas(session: AsyncSession) -> dict[str, Row]:

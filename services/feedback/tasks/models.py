@@ -24,3 +24,5 @@ class TaskView(SQLModel, table=True):
     # When the SMS provider accepted it (sms tasks complete then) and when dispatch declared it overdue.
     sms_at: datetime | None = None
     breached_at: datetime | None = None
+    # When it was done: the SMS accepted, or the first outcome recorded (a correction does not move it).
+    completed_at: datetime | None = None

@@ -3,6 +3,8 @@
 import uuid
 from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,6 +20,23 @@ async def add(session: AsyncSession, event: TaskCreatedV1) -> None:
         "created_at": event.created_at, "due_at": event.due_at,
     }  # fmt: skip
     await session.exec(insert(TaskView).values(**values).on_conflict_do_nothing())
+    await (await session.connection()).execute(_COMPLETED_FROM_OUTCOMES.bindparams(task_id=event.task_id))
+
+
+# On a rebuild the task's outcomes are already there; a correction does not move the time it was done.
+_COMPLETED_FROM_OUTCOMES = text("""
+    UPDATE feedback.tasks t SET completed_at = o.first
+      FROM (SELECT min(recorded_at) AS first FROM feedback.outcomes WHERE task_id = :task_id) o
+     WHERE t.task_id = :task_id AND o.first IS NOT NULL AND (t.completed_at IS NULL OR t.completed_at > o.first)
+""")
+
+
+async def completed(session: AsyncSession, task_id: uuid.UUID, at: datetime) -> None:
+    await session.exec(
+        update(TaskView)
+        .where(col(TaskView.task_id) == task_id)
+        .values(completed_at=sa.func.least(sa.func.coalesce(col(TaskView.completed_at), at), at))
+    )
 
 
 async def assign(session: AsyncSession, task_id: uuid.UUID, team_id: uuid.UUID | None) -> str | None:
@@ -32,6 +51,7 @@ async def sms_accepted(session: AsyncSession, task_id: uuid.UUID, at: datetime) 
     await session.exec(
         update(TaskView).where(col(TaskView.task_id) == task_id, col(TaskView.sms_at).is_(None)).values(sms_at=at)
     )
+    await completed(session, task_id, at)
 
 
 async def breached(session: AsyncSession, task_id: uuid.UUID, at: datetime) -> None:
