@@ -118,3 +118,48 @@ async def sms_accepted(session: AsyncSession, case_id: uuid.UUID, at: datetime) 
         .where(col(CaseView.case_id) == case_id)
         .values(first_sms_at=sa.func.least(sa.func.coalesce(col(CaseView.first_sms_at), at), at))
     )
+
+
+#: Recomputes every summary from the recorded outcomes, reports and SMS receipts, for rows loaded in bulk
+#: (the benchmark; a migration keeps its own frozen copy). Runs as the owner, not through row-level security.
+BACKFILL_SUMMARIES: tuple[str, ...] = (
+    """
+        UPDATE feedback.cases c
+           SET calls = s.calls, connected_calls = s.connected_calls, visits = s.visits, visits_met = s.visits_met,
+               visits_judged = s.visits_judged, visits_dissuaded = s.visits_dissuaded,
+               visits_checked = s.visits_checked, visits_app_installed = s.visits_app_installed,
+               first_call_at = s.first_call_at, first_visit_at = s.first_visit_at
+          FROM (
+            SELECT case_id,
+                   count(*) FILTER (WHERE kind = 'call') AS calls,
+                   count(*) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS connected_calls,
+                   count(*) FILTER (WHERE kind = 'visit') AS visits,
+                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS visits_met,
+                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'false_positive') AS visits_judged,
+                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result = 'dissuaded') AS visits_dissuaded,
+                   count(*) FILTER (WHERE kind = 'visit' AND jsonb_typeof(checklist) = 'object') AS visits_checked,
+                   count(*) FILTER (WHERE kind = 'visit' AND (checklist ->> 'antifraud_app_installed')::boolean)
+                       AS visits_app_installed,
+                   min(recorded_at) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS first_call_at,
+                   min(recorded_at) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met')
+                       AS first_visit_at
+              FROM feedback.outcomes WHERE superseded_by IS NULL GROUP BY case_id
+          ) s
+         WHERE c.case_id = s.case_id
+    """,
+    """
+        UPDATE feedback.cases c SET first_sms_at = s.first FROM (
+            SELECT case_id, min(sms_at) AS first FROM feedback.tasks WHERE sms_at IS NOT NULL GROUP BY case_id
+        ) s WHERE c.case_id = s.case_id
+    """,
+    """
+        UPDATE feedback.tasks t SET completed_at = least(t.sms_at, o.first) FROM (
+            SELECT task_id, min(recorded_at) AS first FROM feedback.outcomes GROUP BY task_id
+        ) o WHERE t.task_id = o.task_id
+    """,
+    "UPDATE feedback.tasks SET completed_at = sms_at WHERE completed_at IS NULL AND sms_at IS NOT NULL",
+    """
+        UPDATE feedback.warnings w SET matched = true
+         WHERE EXISTS (SELECT 1 FROM feedback.post_warning_matches m WHERE m.warning_id = w.warning_id)
+    """,
+)
