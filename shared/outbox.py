@@ -122,6 +122,7 @@ class OutboxRelay:
                     backoff = 0.25
                 except Exception as exc:
                     log.warning("outbox %s: publishing failed (%s); retrying in %.1fs", self.service, exc, backoff)
+                    await self._update_pending()  # the backlog alert must see it grow while the broker is away
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
