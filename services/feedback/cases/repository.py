@@ -73,14 +73,16 @@ async def clear_read_model(session: AsyncSession, inbox: sa.Table, groups: list[
     await conn.execute(sa.delete(inbox).where(inbox.c.consumer.in_(groups)))
 
 
-_REFRESH_SUMMARY = text("""
+# A case's summary: its current outcomes, summed. One definition for the recount of one case and of all.
+_SUMMARY = """
     UPDATE feedback.cases c
        SET calls = s.calls, connected_calls = s.connected_calls, visits = s.visits, visits_met = s.visits_met,
            visits_judged = s.visits_judged, visits_dissuaded = s.visits_dissuaded,
            visits_checked = s.visits_checked, visits_app_installed = s.visits_app_installed,
            first_call_at = s.first_call_at, first_visit_at = s.first_visit_at
       FROM (
-        SELECT count(*) FILTER (WHERE kind = 'call') AS calls,
+        SELECT case_id,
+               count(*) FILTER (WHERE kind = 'call') AS calls,
                count(*) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS connected_calls,
                count(*) FILTER (WHERE kind = 'visit') AS visits,
                count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS visits_met,
@@ -93,10 +95,12 @@ _REFRESH_SUMMARY = text("""
                min(recorded_at) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS first_call_at,
                min(recorded_at) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS first_visit_at
           FROM feedback.outcomes
-         WHERE case_id = :case_id AND superseded_by IS NULL
+         WHERE superseded_by IS NULL {only}
+         GROUP BY case_id
       ) s
-     WHERE c.case_id = :case_id
-""")
+     WHERE c.case_id = s.case_id
+"""
+_REFRESH_SUMMARY = text(_SUMMARY.format(only="AND case_id = :case_id"))
 
 
 async def refresh_summary(session: AsyncSession, case_id: uuid.UUID) -> None:
@@ -123,30 +127,7 @@ async def sms_accepted(session: AsyncSession, case_id: uuid.UUID, at: datetime) 
 #: Recomputes every summary from the recorded outcomes, reports and SMS receipts, for rows loaded in bulk
 #: (the benchmark; a migration keeps its own frozen copy). Runs as the owner, not through row-level security.
 BACKFILL_SUMMARIES: tuple[str, ...] = (
-    """
-        UPDATE feedback.cases c
-           SET calls = s.calls, connected_calls = s.connected_calls, visits = s.visits, visits_met = s.visits_met,
-               visits_judged = s.visits_judged, visits_dissuaded = s.visits_dissuaded,
-               visits_checked = s.visits_checked, visits_app_installed = s.visits_app_installed,
-               first_call_at = s.first_call_at, first_visit_at = s.first_visit_at
-          FROM (
-            SELECT case_id,
-                   count(*) FILTER (WHERE kind = 'call') AS calls,
-                   count(*) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS connected_calls,
-                   count(*) FILTER (WHERE kind = 'visit') AS visits,
-                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met') AS visits_met,
-                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'false_positive') AS visits_judged,
-                   count(*) FILTER (WHERE kind = 'visit' AND dissuasion_result = 'dissuaded') AS visits_dissuaded,
-                   count(*) FILTER (WHERE kind = 'visit' AND jsonb_typeof(checklist) = 'object') AS visits_checked,
-                   count(*) FILTER (WHERE kind = 'visit' AND (checklist ->> 'antifraud_app_installed')::boolean)
-                       AS visits_app_installed,
-                   min(recorded_at) FILTER (WHERE kind = 'call' AND call_result = 'connected') AS first_call_at,
-                   min(recorded_at) FILTER (WHERE kind = 'visit' AND dissuasion_result <> 'not_met')
-                       AS first_visit_at
-              FROM feedback.outcomes WHERE superseded_by IS NULL GROUP BY case_id
-          ) s
-         WHERE c.case_id = s.case_id
-    """,
+    _SUMMARY.format(only=""),
     """
         UPDATE feedback.cases c SET first_sms_at = s.first FROM (
             SELECT case_id, min(sms_at) AS first FROM feedback.tasks WHERE sms_at IS NOT NULL GROUP BY case_id
