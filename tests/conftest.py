@@ -68,19 +68,6 @@ def broker() -> Iterator[Broker]:
         b.stop()
 
 
-@pytest.fixture
-def private_broker() -> Iterator[Broker]:
-    """A broker of the test's own, for tests that stop it: stopping the session's broker would empty it (tansu keeps
-    topics in memory) under every running service and every later test."""
-    TEST_HOME.mkdir(exist_ok=True)
-    with (TEST_HOME / "test-broker.log").open("ab") as log:
-        b = Broker(free_port(), log=log)
-        b.start()
-        asyncio.run(ensure_topics(b.bootstrap))
-        yield b
-        b.stop()
-
-
 def _settings(cls: type[Any], database_url: str, broker: Broker, **extra: Any) -> Any:
     return cls(
         _env_file=None,

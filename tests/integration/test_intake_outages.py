@@ -8,34 +8,30 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from services.intake.main import create_app as create_intake
-from services.intake.settings import IntakeSettings
 from shared.db import asyncpg_dsn
 from shared.devinfra import Broker
 from shared.events import Topic
 from shared.kafka import ensure_topics
-from tests.conftest import AppClient, SourceCredentials, _settings, running
+from tests.conftest import AppClient, SourceCredentials
 from tests.factories import warning_record
 from tests.kafka_helpers import read_envelopes, with_warning_ids
 
 
 async def test_with_the_broker_down_records_are_accepted_and_published_when_it_returns(
-    source: SourceCredentials, database_url: str, private_broker: Broker
+    intake: AppClient, source: SourceCredentials, broker: Broker
 ) -> None:
-    broker = private_broker  # an intake of the test's own on a broker of its own: the session's must not empty
-    async with running(create_intake(_settings(IntakeSettings, database_url, broker)), "outage-intake") as intake:
-        broker.stop()
-        try:
-            ids = set()
-            for _ in range(200):
-                response = await intake.post("/v1/warnings", json=warning_record(), headers=source.headers)
-                assert response.status_code == 202, response.text
-                ids.add(response.json()["id"])
-        finally:
-            broker.start()  # it comes back empty, as a cluster that lost its data would
-            await ensure_topics(broker.bootstrap)
+    broker.stop()
+    try:
+        ids = set()
+        for _ in range(200):
+            response = await intake.post("/v1/warnings", json=warning_record(), headers=source.headers)
+            assert response.status_code == 202, response.text
+            ids.add(response.json()["id"])
+    finally:
+        broker.start()  # it comes back empty, as a cluster that lost its data would
+        await ensure_topics(broker.bootstrap)
 
-        envelopes = await read_envelopes(broker.bootstrap, Topic.WARNINGS_RECEIVED, with_warning_ids(ids), timeout=120)
+    envelopes = await read_envelopes(broker.bootstrap, Topic.WARNINGS_RECEIVED, with_warning_ids(ids), timeout=120)
     published = [e.data["warning_id"] for e in envelopes if e.data["warning_id"] in ids]
     assert set(published) == ids
 

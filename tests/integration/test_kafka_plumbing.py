@@ -521,9 +521,8 @@ def publishing_failures(caplog: pytest.LogCaptureFixture) -> int:
 
 
 async def test_relay_keeps_rows_pending_while_the_broker_is_down_and_publishes_them_when_it_is_back(
-    private_broker: Broker, engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+    broker: Broker, engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = private_broker
     caplog.set_level(logging.WARNING, logger="shared.outbox")
     topic = await new_topic(broker.bootstrap, partitions=1)
     factory = make_session_factory(engine)
