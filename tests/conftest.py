@@ -68,6 +68,13 @@ def broker() -> Iterator[Broker]:
         b.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the session's broker run last: tansu comes back empty, topics are re-created with other
+    partition counts and consumer groups re-form, which later tests must not depend on. (They cannot simply use a
+    broker of their own: the session's services relay the same database's outboxes to the session's broker.)"""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_broker") is not None)
+
+
 def _settings(cls: type[Any], database_url: str, broker: Broker, **extra: Any) -> Any:
     return cls(
         _env_file=None,

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
 from shared.db import asyncpg_dsn
 from shared.devinfra import Broker
@@ -17,6 +18,7 @@ from tests.factories import warning_record
 from tests.kafka_helpers import read_envelopes, with_warning_ids
 
 
+@pytest.mark.restarts_broker
 async def test_with_the_broker_down_records_are_accepted_and_published_when_it_returns(
     intake: AppClient, source: SourceCredentials, broker: Broker
 ) -> None:

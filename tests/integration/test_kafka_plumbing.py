@@ -520,6 +520,7 @@ def publishing_failures(caplog: pytest.LogCaptureFixture) -> int:
     return sum(1 for r in caplog.records if r.name == "shared.outbox" and "publishing failed" in r.getMessage())
 
 
+@pytest.mark.restarts_broker
 async def test_relay_keeps_rows_pending_while_the_broker_is_down_and_publishes_them_when_it_is_back(
     broker: Broker, engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -147,3 +147,12 @@ def _join(group_by: Sequence[str], alias: str) -> str:
 async def areas(session: AsyncSession) -> dict[str, Row]:
     rows = await _rows(session, "SELECT area_code, area_name, station, street FROM feedback.areas", {})
     return {row["area_code"]: row for row in rows}
+
+
+async def tune(session: AsyncSession) -> None:
+    """For the rates transaction only. Row-level security's predicates make the planner expect a few rows where a
+    month holds hundreds of thousands: room to sort and hash them in memory, and a plan made for this window's
+    dates rather than the generic plan a pooled connection's cached statement switches to after five runs."""
+    conn = await session.connection()
+    await conn.execute(text("SET LOCAL work_mem = '64MB'"))
+    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

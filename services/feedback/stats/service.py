@@ -21,6 +21,7 @@ async def rates(
     session: AsyncSession, group_by: Sequence[str], start: datetime, end: datetime, zone: ZoneInfo
 ) -> dict[str, Any]:
     tz = zone.key
+    await queries.tune(session)
     counts: dict[GroupKey, dict[str, int]] = {}
     contact: dict[GroupKey, dict[str, dict[str, float | int | None]]] = {}
     n = len(group_by)
