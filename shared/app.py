@@ -17,7 +17,8 @@ from shared import problems
 from shared.db import SessionFactory, make_engine, make_session_factory
 from shared.health import Check, database_check, operations_router
 from shared.http import RequestTimer
-from shared.kafka import make_producer
+from shared.inbox import SessionHandler, transactional
+from shared.kafka import ConsumerLoop, make_producer
 from shared.logs import configure_logging
 from shared.outbox import OutboxRelay
 from shared.runtime import Background, Runner
@@ -59,6 +60,17 @@ class Runtime:
         )
         self.runners["outbox-relay"] = relay.run
         return relay
+
+    def consume(self, group: str, topic: str, handler: SessionHandler, inbox: sa.Table) -> None:
+        """Run a consumer of `topic` whose handler applies each event once, in one transaction with its inbox row."""
+        loop = ConsumerLoop(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group=group,
+            topics=[topic],
+            handler=transactional(self.factory, inbox, group, handler),
+            producer=self.producer,
+        )
+        self.runners[group] = loop.run
 
     def start(self) -> None:
         self.background = Background(

@@ -36,8 +36,6 @@ from shared.auth import TokenSigner, TokenVerifier
 from shared.db import unit_of_work
 from shared.deps import Authenticator
 from shared.events import Topic
-from shared.inbox import transactional
-from shared.kafka import ConsumerLoop
 from shared.runtime import every
 from shared.timers import TimerEngine
 
@@ -55,14 +53,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, handlers.on_warning(notifier)),
             (OUTCOMES_GROUP, Topic.FEEDBACK_OUTCOMES, handlers.on_outcome(notifier)),
         ):
-            consumer = ConsumerLoop(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                group=group,
-                topics=[topic],
-                handler=transactional(rt.factory, INBOX, group, handler),
-                producer=rt.producer,
-            )
-            rt.runners[group] = consumer.run
+            rt.consume(group, topic, handler, INBOX)
         escalations = TimerEngine(
             factory=rt.factory,
             database_url=settings.require_database_url(),

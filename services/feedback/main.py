@@ -20,9 +20,6 @@ from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
 from shared.auth import TokenVerifier
 from shared.deps import Authenticator
-from shared.events import Topic
-from shared.inbox import SessionHandler, transactional
-from shared.kafka import ConsumerLoop
 
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
@@ -34,19 +31,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         rt = Runtime.open("feedback", settings)
         rt.relay(OUTBOX)
 
-        def consume(name: str, group: str, topic: Topic, handler: SessionHandler) -> None:
-            loop = ConsumerLoop(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                group=group,
-                topics=[topic],
-                handler=transactional(rt.factory, INBOX, group, handler),
-                producer=rt.producer,
-            )
-            rt.runners[name] = loop.run
-
         secret = settings.subject_key_secret.get_secret_value()
-        for name, group, topic, handler in read_model_consumers(secret, settings.post_warning_window):
-            consume(name, group, topic, handler)
+        for group, topic, handler in read_model_consumers(secret, settings.post_warning_window):
+            rt.consume(group, topic, handler, INBOX)
         app.state.authenticator = Authenticator(verifier, member_sessions.lookup(rt.factory, MEMBER_SESSIONS))
         yield rt
 

@@ -87,11 +87,11 @@ def warnings_handler(secret: str, window: timedelta) -> Callable[[AsyncSession, 
     return on_warning
 
 
-def read_model_consumers(secret: str, window: timedelta) -> list[tuple[str, str, Topic, SessionHandler]]:
-    """(name, consumer group, topic, handler) of every consumer that builds feedback's read model, in the order
+def read_model_consumers(secret: str, window: timedelta) -> list[tuple[str, Topic, SessionHandler]]:
+    """(consumer group, topic, handler) of every consumer that builds feedback's read model, in the order
     a rebuild replays them (areas, then cases and tasks, then warnings)."""
     return [
-        ("registry-consumer", REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event),
-        ("dispatch-events-consumer", DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event),
-        ("warnings-consumer", WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, warnings_handler(secret, window)),
+        (REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event),
+        (DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event),
+        (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, warnings_handler(secret, window)),
     ]

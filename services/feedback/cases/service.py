@@ -33,14 +33,14 @@ class Replayed:
 
 
 async def clear(factory: SessionFactory, settings: FeedbackSettings) -> None:
-    groups = [group for _, group, _, _ in _consumers(settings)]
+    groups = [group for group, _, _ in _consumers(settings)]
     async with unit_of_work(factory, system_settings()) as session:
         await repository.clear_read_model(session, INBOX, groups)
 
 
 async def replay(factory: SessionFactory, settings: FeedbackSettings) -> Replayed:
     result = Replayed()
-    for _, group, topic, handler in _consumers(settings):
+    for group, topic, handler in _consumers(settings):
         apply = transactional(factory, INBOX, group, handler)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
@@ -76,5 +76,5 @@ async def replay(factory: SessionFactory, settings: FeedbackSettings) -> Replaye
     return result
 
 
-def _consumers(settings: FeedbackSettings) -> list[tuple[str, str, Topic, SessionHandler]]:
+def _consumers(settings: FeedbackSettings) -> list[tuple[str, Topic, SessionHandler]]:
     return read_model_consumers(settings.subject_key_secret.get_secret_value(), settings.post_warning_window)
