@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean env
+.PHONY: run test lint typecheck unit bench clean env test-faults
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -16,8 +16,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 env: $(STAMP)
 
+# `make run SIMULATE=2`: also simulate 2 hours of a district's warnings (speed 60: 2 real minutes) in the background
 run: $(STAMP)
-	$(BIN)/quanzu run
+	$(BIN)/quanzu run $(if $(SIMULATE),--simulate $(SIMULATE))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,6 +29,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The fault suite's full run (about ten minutes); it rewrites the fault suite's section of docs/RELIABILITY.md.
+# `make test` runs its short form. QUANZU_FAULTS_SEED=N repeats a run's fault moments, warnings and answers.
+test-faults: $(STAMP)
+	QUANZU_FAULTS=full $(BIN)/pytest tests/faults -s
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

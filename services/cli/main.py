@@ -16,6 +16,8 @@ from services.cli import admin
 from services.dispatch.settings import DispatchSettings
 from services.feedback.settings import FeedbackSettings
 from services.intake.settings import IntakeSettings
+from services.sim.cli import add_arguments as add_simulate_arguments
+from services.sim.cli import simulated_hours
 from services.smsgw.settings import SmsGatewaySettings
 from shared import migrate
 from shared.auth import ROLES
@@ -29,10 +31,14 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the whole system (embedded database and broker unless configured)")
     run.add_argument("--no-demo", action="store_true", help="do not load the demo district")
+    run.add_argument("--simulate", type=simulated_hours, metavar="HOURS",
+                     help="then simulate HOURS of a district in the background (quanzu simulate --attach)")  # fmt: skip
     serve = sub.add_parser("serve", help="run one service (host and port from its QUANZU_<SERVICE>_HOST/_PORT)")
     serve.add_argument("service", choices=[*SERVICES, "smsgw"])
     sub.add_parser("migrate", help="apply the database migrations of every service")
     sub.add_parser("demo", help="load the demo district and print its keys")
+    simulate = sub.add_parser("simulate", help="drive a synthetic district through Quanzu at an accelerated clock")
+    add_simulate_arguments(simulate)
 
     source = sub.add_parser("source", help="upstream warning systems").add_subparsers(dest="action", required=True)
     add = source.add_parser("add", help="register a source and print its API key once")
@@ -115,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.cli.run import run
 
-        return run(load_demo=not args.no_demo)
+        return run(load_demo=not args.no_demo, simulate_hours=args.simulate)
     if args.command == "serve":
         return serve(args.service)
+    if args.command == "simulate":
+        from services.sim.cli import main as simulate
+
+        return simulate(args)
     try:
         settings = CommonSettings()
     except ValidationError as exc:

@@ -101,7 +101,7 @@ def _wait_ready(specs: list[ServiceSpec], procs: dict[str, subprocess.Popen[byte
             time.sleep(0.2)
 
 
-def run(*, load_demo: bool = True) -> int:
+def run(*, load_demo: bool = True, simulate_hours: float | None = None) -> int:
     HOME.mkdir(exist_ok=True)
     logs = HOME / "logs"
     logs.mkdir(exist_ok=True)
@@ -115,6 +115,7 @@ def run(*, load_demo: bool = True) -> int:
     pg: Any = None
     broker: Broker | None = None
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    simulation: subprocess.Popen[bytes] | None = None
     log_files: list[IO[bytes]] = []
     try:
         database_url = os.environ.get("QUANZU_DATABASE_URL", "")
@@ -175,6 +176,8 @@ def run(*, load_demo: bool = True) -> int:
         if demo is not None and not asyncio.run(admin.wait_until_intake_knows(settings, demo.area_codes, 30)):
             print("! intake has not learnt the demo areas yet: warnings may be marked unassigned for a moment")
         _print_summary(specs, demo, logs)
+        if simulate_hours is not None:
+            simulation = _start_simulation(simulate_hours, env, settings)
         while True:
             for name, proc in procs.items():
                 if proc.poll() is not None:
@@ -186,10 +189,10 @@ def run(*, load_demo: bool = True) -> int:
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for proc in procs.values():
+        for proc in [*procs.values(), *([simulation] if simulation is not None else [])]:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in procs.values():
+        for proc in [*procs.values(), *([simulation] if simulation is not None else [])]:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -200,6 +203,22 @@ def run(*, load_demo: bool = True) -> int:
             pg.cleanup()
         for f in log_files:
             f.close()
+
+
+def _start_simulation(hours: float, env: dict[str, str], settings: CommonSettings) -> subprocess.Popen[bytes]:
+    """`quanzu simulate --attach` in the background: a simulated district next to the demo's, from this hour of the
+    day, with a new seed each time (new subjects), so a newcomer sees numbers and dashboards move."""
+    from datetime import datetime
+
+    hour = datetime.now(settings.zone).hour
+    seed = int(time.time()) % 1_000_000
+    out = HOME / "simulation"
+    print(f"• simulating {hours:g} hours of a district next to the demo's (report in {out}/)", flush=True)
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", "services.cli.main", "simulate", "--attach", "--hours", f"{hours:g}",
+         "--start-hour", str(hour), "--seed", str(seed), "--out", str(out)],
+        env=env,
+    )  # fmt: skip
 
 
 def _print_summary(specs: list[ServiceSpec], demo: admin.DemoSummary | None, logs: Path) -> None:
