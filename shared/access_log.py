@@ -17,7 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Principal
 from shared.deps import AdminDep
-from shared.pagination import Cursor, Limit, Page, bad_cursor, decode_cursor, encode_cursor
+from shared.instants import QueryInstant
+from shared.pagination import Cursor, Limit, Page, bad_cursor, decode_cursor, encode_cursor, is_row_id
 
 #: How long entries are kept at the least (DOMAIN.md: at least six months); the purge only removes older ones.
 MIN_RETENTION_DAYS = 183
@@ -136,15 +137,15 @@ def access_log_router(table: sa.Table, session_dependency: Any) -> APIRouter:
     async def read_access_log(
         admin: AdminDep,
         session: Annotated[AsyncSession, session_dependency],
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: QueryInstant | None = None,
+        until: QueryInstant | None = None,
         member_id: uuid.UUID | None = None,
         object_id: uuid.UUID | None = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> Page[AccessLogEntry]:
         before = decode_cursor(cursor)
-        if before is not None and not before.isdigit():
+        if before is not None and not is_row_id(before):
             raise bad_cursor()
         rows = await query(
             session,

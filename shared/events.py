@@ -260,3 +260,37 @@ class OutcomeRecordedV1(BaseModel):
     # on) but does re-close a case whose closure came from the corrected result.
     corrects: uuid.UUID | None = None
     correction_reason: str | None = None
+
+
+# --- what each topic carries ----------------------------------------------------------------------------------
+
+_DISPATCH_EVENTS: list[str] = [
+    CaseOpenedV1.TYPE, CaseJoinedV1.TYPE, TaskCreatedV1.TYPE, TaskAssignedV1.TYPE, TaskEscalatedV1.TYPE,
+    SmsSentV1.TYPE, SlaBreachedV1.TYPE, CaseClosedV1.TYPE,
+]  # fmt: skip
+
+#: The event types each topic carries, with the newest `schema_version` of each that this code reads. A consumer
+#: skips a listed type it has no use for; a type not listed, or a newer version, it cannot read at all.
+TOPIC_EVENTS: dict[str, dict[str, int]] = {
+    Topic.WARNINGS_RECEIVED: {WarningReceivedV1.TYPE: 1},
+    Topic.DISPATCH_EVENTS: dict.fromkeys(_DISPATCH_EVENTS, 1),
+    Topic.FEEDBACK_OUTCOMES: {OutcomeRecordedV1.TYPE: 1},
+    Topic.REGISTRY_EVENTS: {AreaUpsertedV1.TYPE: 1, MemberChangedV1.TYPE: 1},
+}
+
+
+def unreadable(topic: str, envelope: Envelope) -> str | None:
+    """Why no consumer of `topic` can handle `envelope` (so it belongs on the dead-letter topic), or None.
+
+    Dropping such a message silently would lose it; handling a newer version as the old one would misread it.
+    Topics not listed in TOPIC_EVENTS take any type.
+    """
+    known = TOPIC_EVENTS.get(topic)
+    if known is None:
+        return None
+    newest = known.get(envelope.type)
+    if newest is None:
+        return f"unknown event type {envelope.type!r} on {topic}"
+    if envelope.schema_version > newest:
+        return f"{envelope.type} schema_version {envelope.schema_version} is newer than this consumer reads ({newest})"
+    return None

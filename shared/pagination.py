@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from shared.problems import Problem, validation_problem
 
 T = TypeVar("T")
+BIGINT_MAX = 2**63 - 1
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")]
@@ -32,6 +33,11 @@ def decode_cursor(cursor: str | None) -> str | None:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         raise bad_cursor() from None
+
+
+def is_row_id(value: str) -> bool:
+    """A cursor's bigint row id: ASCII digits only (str.isdigit also takes "²", which int() refuses) and in range."""
+    return value.isascii() and value.isdigit() and int(value) <= BIGINT_MAX
 
 
 def bad_cursor() -> Problem:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -106,6 +109,23 @@ def _unstorable_text(exc: BaseException) -> bool:
     return any(getattr(err, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES for err in exception_chain(exc))
 
 
+def nul_request_fields(scope: Scope, body: bytes) -> list[str]:
+    """Which parts of a request hold a NUL: `path.<name>`, `query.<name>`, and the body's fields as validation names
+    them (a JSON body's paths, a form's field names). Runs only once the database has refused the text."""
+    path_params = scope.get("path_params") or {}
+    found = [f"path.{k}" for k, v in path_params.items() if isinstance(v, str) and "\x00" in v]
+    query = scope.get("query_string", b"").decode("latin-1")
+    found += [f"query.{k}" for k, v in parse_qsl(query, keep_blank_values=True) if "\x00" in v]
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        found += [k for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True) if "\x00" in v]
+    elif body:
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON (or not UTF-8): nothing more to name
+            found += nul_fields(json.loads(body))
+    return found
+
+
 class DatabaseUnavailableMiddleware:
     """An unreachable database is the service's condition, not a bug: answer 503 with Retry-After. Text the
     database cannot store (a NUL character that slipped past validation) is the client's: answer 422.
@@ -121,6 +141,13 @@ class DatabaseUnavailableMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
+        body: list[bytes] = []  # kept to name the field if the database refuses its text
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -128,11 +155,12 @@ class DatabaseUnavailableMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, recording_receive, tracking_send)
         except Exception as exc:
             if not started and _unstorable_text(exc):
+                fields = nul_request_fields(scope, b"".join(body)) or ["(body)"]
                 problem = validation_problem(
-                    [{"field": "(body)", "message": NUL_MESSAGE}], "A text field " + NUL_MESSAGE
+                    [{"field": f, "message": NUL_MESSAGE} for f in fields], "A text field " + NUL_MESSAGE
                 )
                 await problem.response(scope.get("path"))(scope, receive, send)
                 return

@@ -38,6 +38,7 @@ from services.intake.sources.repository import get_by_name
 from shared.db import make_engine, make_session_factory, unit_of_work
 from shared.devinfra import wait_for
 from shared.outbox import replay_since
+from shared.problems import field_errors
 from shared.scope import system_settings
 from shared.settings import CommonSettings
 
@@ -305,7 +306,6 @@ def _valid(model: type[M], **fields: object) -> M:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
+        # named as the HTTP API names them: a rule across fields names its field, not ": Value error, ..."
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc))
         raise AdminError(f"invalid {model.__name__.removesuffix('Create').lower()}: {problems}") from None

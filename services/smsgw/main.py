@@ -132,11 +132,15 @@ def create_app(settings: SmsGatewaySettings | None = None) -> FastAPI:
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> Message:
         if not idempotency_key or not idempotency_key.strip():
-            raise Problem(400, "Missing Idempotency-Key", "Send an Idempotency-Key header.", type="idempotency-key")
+            raise Problem(
+                400, "Missing Idempotency-Key", "Send an Idempotency-Key header.", type="idempotency-key",
+                errors=[{"field": "Idempotency-Key", "message": "Field required"}],
+            )  # fmt: skip
         if len(idempotency_key) > MAX_KEY_CHARS:
             raise Problem(
-                400, "Invalid Idempotency-Key", f"At most {MAX_KEY_CHARS} characters.", type="idempotency-key"
-            )
+                400, "Invalid Idempotency-Key", f"At most {MAX_KEY_CHARS} characters.", type="idempotency-key",
+                errors=[{"field": "Idempotency-Key", "message": f"must be at most {MAX_KEY_CHARS} characters"}],
+            )  # fmt: skip
         control = state.control  # the settings when the request arrived
         if control.delay_s:
             await asyncio.sleep(control.delay_s)

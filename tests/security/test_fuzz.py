@@ -1,5 +1,7 @@
 """Schemathesis fuzzing of every operation of every service: no generated request gets a 5xx, with or
-without credentials, and no answer to an officer of another area carries a warning's personal data.
+without credentials, and no answer to an officer of another area carries a warning's personal data. The three
+services are fuzzed anonymously, as an admin and as an officer of another area (intake also as a source), and the
+development SMS gateway anonymously (it has no credentials); each anonymous run must reach every operation.
 
 Why the requests are not sent with `case.call()`
 ------------------------------------------------
@@ -52,6 +54,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from services.cli import admin
+from services.smsgw.main import ControlIn
+from services.smsgw.main import create_app as create_smsgw
 from shared.settings import CommonSettings
 from tests.conftest import AppClient, Member, SourceCredentials, new_member, new_source
 from tests.factories import warning_record
@@ -273,6 +277,22 @@ async def test_no_generated_request_gets_a_server_error_anonymously(
     run = await fuzz(clients[service], headers={}, pinned=callers.pinned)
     allowed = {op for op, codes in run.statuses.items() if codes & SUCCESS and op not in PUBLIC_OPERATIONS}
     assert not allowed, f"anonymous requests succeeded on protected operations: {sorted(allowed)}"
+    assert set(run.statuses) == {op.label for op in _operations(clients[service].app)}, "an operation went unfuzzed"
+
+
+async def test_no_generated_request_gets_a_server_error_from_the_sms_gateway() -> None:
+    """A gateway of its own: what the fuzzer sends to POST /v1/control (failure rates, 5xx statuses, delays) must
+    reach neither the session's gateway nor the fuzzer's next request, so each control request is undone."""
+    app = create_smsgw()
+
+    def undo_faults(case: Any, response: httpx.Response) -> None:
+        if case.operation.label == "POST /v1/control":
+            app.state.gateway.control = ControlIn()
+
+    async with AppClient(app, "smsgw") as client:
+        run = await fuzz(client, headers={}, check=undo_faults)
+    assert set(run.statuses) == {op.label for op in _operations(app)}, "an operation went unfuzzed"
+    assert run.statuses["POST /v1/messages"] & SUCCESS, run.statuses
 
 
 @pytest.mark.parametrize("service", SERVICES)

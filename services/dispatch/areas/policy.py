@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from services.dispatch.areas.models import AreaCreate
+from shared.problems import NUL_MESSAGE
 
 COLUMNS = ("area_code", "area_name", "station", "street", "district")
 
@@ -52,6 +53,10 @@ def parse_areas_csv(data: bytes) -> tuple[list[AreaCreate], list[CsvError]]:
                 continue
             if len(values) <= max(index.values()):
                 errors.append(CsvError(line, "(row)", f"has {len(values)} fields, the header has {len(header)}"))
+                continue
+            nul = [c for c, i in index.items() if "\x00" in values[i]]
+            if nul:  # PostgreSQL cannot store it: refuse it here, with its line, not at the INSERT
+                errors.extend(CsvError(line, c, NUL_MESSAGE) for c in nul)
                 continue
             try:
                 area = AreaCreate(**{c: values[i] for c, i in index.items()})

@@ -17,7 +17,9 @@ async def add_member(data: MemberCreate, admin: AdminDep, session: MemberSession
     try:
         member, generated = await service.add_member(session, data)
     except service.MemberError as exc:
-        raise Problem(409, "Conflict", str(exc), type="member-conflict") from None
+        title, kind = ("Conflict", "member-conflict") if exc.status == 409 else ("Invalid request", "validation")
+        errors = [{"field": exc.field, "message": str(exc)}]
+        raise Problem(exc.status, title, str(exc), type=kind, errors=errors) from None
     public = MemberPublic.model_validate(member, from_attributes=True)
     return MemberCreated(**public.model_dump(), one_time_password=generated)
 

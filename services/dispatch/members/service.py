@@ -21,12 +21,20 @@ from shared.events import Envelope, MemberChangedV1, Topic
 from shared.outbox import enqueue
 
 EVENT_SOURCE = "quanzu/dispatch"
+#: The field that says where a member of each role belongs (an admin: `district`).
+_AFFILIATION = {**dict.fromkeys(FIELD_ROLES, "team"), "operator": "station", "supervisor": "station"}
 HASHER = PasswordHasher()  # argon2id with the library's current recommended cost
 _DUMMY_HASH = HASHER.hash("a password nobody has")
 
 
 class MemberError(Exception):
-    pass
+    """A request the registry refuses: `field` names what it is about; `status` 409 for a conflict with what is
+    stored (a taken username, an unknown team or station), 422 for a request that is invalid in itself."""
+
+    def __init__(self, message: str, field: str, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 async def hash_password(password: str) -> str:
@@ -48,23 +56,23 @@ async def add_member(session: AsyncSession, data: MemberCreate) -> tuple[Member,
         data.role, team=data.team is not None, station=data.station is not None, district=data.district
     )
     if error:
-        raise MemberError(error)
+        raise MemberError(error, _AFFILIATION.get(data.role, "district"), status=422)
     if await repository.get_by_username(session, data.username) is not None:
-        raise MemberError(f"member {data.username!r} already exists")
+        raise MemberError(f"member {data.username!r} already exists", "username")
     generated = None if data.password else one_time_password()
     password = data.password or generated
     assert password is not None
     if (problem := password_error(password)) is not None:
-        raise MemberError(f"password {problem}")
+        raise MemberError(f"password {problem}", "password", status=422)
     team_id = None
     station = data.station
     if data.team is not None:
         team = await teams.get_by_name(session, data.team)
         if team is None:
-            raise MemberError(f"no team named {data.team!r}")
+            raise MemberError(f"no team named {data.team!r}", "team")
         team_id, station = team.id, team.station
     elif station is not None and not await repository.station_areas(session, station):
-        raise MemberError(f"no station named {station!r} in the area registry")
+        raise MemberError(f"no station named {station!r} in the area registry", "station")
     member = Member(
         username=data.username,
         display_name=data.name,
@@ -81,7 +89,7 @@ async def add_member(session: AsyncSession, data: MemberCreate) -> tuple[Member,
 async def deactivate(session: AsyncSession, username: str) -> Member:
     member = await repository.get_by_username(session, username)
     if member is None:
-        raise MemberError(f"no member named {username!r}")
+        raise MemberError(f"no member named {username!r}", "username")
     member.active = False
     member.session_epoch += 1
     member.deactivated_at = datetime.now(UTC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events import Residency, RiskLevel
 
@@ -93,11 +93,27 @@ class PolicyFile(BaseModel):
         # the whole file must make a valid policy on top of the defaults, at every risk level
         risks: tuple[RiskLevel, ...] = ("low", "medium", "high", "critical")
         for risk in risks:
-            resolve(PolicyValues(), self, risk)
+            try:
+                resolve(PolicyValues(), self, risk)
+            except ValidationError as exc:
+                raise ValueError(_named_in_file(exc, risk, self.by_risk.get(risk, {}))) from None
         return self
 
     def settings(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, exclude={"by_risk"})
+
+
+def _named_in_file(exc: ValidationError, risk: RiskLevel, override: dict[str, Any]) -> str:
+    """The first error as "field: message", the field named where the file sets it: a setting of the risk's
+    override is `by_risk.<risk>.<setting>`, not the top-level setting of the same name."""
+    first = exc.errors(include_input=False)[0]
+    field = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not field and ": " in message:  # a rule across settings names its setting in the message
+        field, message = message.split(": ", 1)
+    if field.split(".", 1)[0] in override:
+        field = f"by_risk.{risk}.{field}"
+    return f"{field}: {message}"
 
 
 def resolve(default: PolicyValues, area: PolicyFile | None, risk: RiskLevel) -> PolicyValues:

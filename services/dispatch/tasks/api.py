@@ -18,6 +18,7 @@ from services.dispatch.tasks.models import Arrival, Decline, Task, TaskPublic, T
 from shared import access_log, idempotency
 from shared.auth import Principal
 from shared.deps import PrincipalDep
+from shared.instants import in_utc
 from shared.pagination import Cursor, Limit, Page, bad_cursor, decode_cursor, encode_cursor
 from shared.personal import mask_name, mask_phone
 from shared.problems import Problem
@@ -64,7 +65,11 @@ async def list_tasks(
     if (raw := decode_cursor(cursor)) is not None:
         try:
             created, last = raw.split("|", 1)
-            after = (datetime.fromisoformat(created), uuid.UUID(last))
+            created_at = datetime.fromisoformat(created)
+            # Only this API's own cursors: an aware time that exists in UTC (else a 500 in the query)
+            if created_at.tzinfo is None:
+                raise ValueError(created)
+            after = (in_utc(created_at), uuid.UUID(last))
         except ValueError:
             raise bad_cursor() from None
     rows = await repository.visible(

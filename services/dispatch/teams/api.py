@@ -16,7 +16,8 @@ async def add_team(data: TeamCreate, admin: AdminDep, session: MemberSessionDep)
     try:
         team = await service.add_team(session, data)
     except service.TeamError as exc:
-        raise Problem(409, "Conflict", str(exc), type="team-conflict") from None
+        errors = [{"field": exc.field, "message": str(exc)}]
+        raise Problem(409, "Conflict", str(exc), type="team-conflict", errors=errors) from None
     return TeamPublic.model_validate(team, from_attributes=True)
 
 

@@ -19,7 +19,7 @@ from services.feedback.cases.handlers import read_model_consumers
 from services.feedback.db import INBOX
 from services.feedback.settings import FeedbackSettings
 from shared.db import SessionFactory, unit_of_work
-from shared.events import Envelope, Topic
+from shared.events import Envelope, Topic, unreadable
 from shared.inbox import SessionHandler, transactional
 from shared.scope import system_settings
 
@@ -63,7 +63,10 @@ async def replay(factory: SessionFactory, settings: FeedbackSettings) -> Replaye
                         if record.offset >= end[tp]:
                             break
                         try:
-                            await apply(Envelope.model_validate_json(record.value or b""))
+                            envelope = Envelope.model_validate_json(record.value or b"")
+                            if (reason := unreadable(topic, envelope)) is not None:
+                                raise ValueError(reason)  # the live consumer dead-lettered it: so does the replay
+                            await apply(envelope)
                             applied += 1
                         except (ValidationError, ValueError) as exc:
                             skipped += 1

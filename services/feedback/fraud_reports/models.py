@@ -3,13 +3,14 @@
 import uuid
 from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.feedback.db import SCHEMA
 from shared.events import FraudType
+from shared.instants import Instant
 
 
 def _now() -> datetime:
@@ -29,7 +30,7 @@ class FraudReportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     external_id: str = PydanticField(min_length=1, max_length=128)
-    reported_at: AwareDatetime
+    reported_at: Instant
     subject: ReportSubject
     loss: float | None = PydanticField(default=None, ge=0, le=1e12)
     fraud_type: FraudType | None = None

@@ -2,13 +2,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from services.feedback.db import SCHEMA
+from shared.instants import Instant
 
 Kind = Literal["sms", "call", "visit", "follow_up"]
 CallResult = Literal["connected", "no_answer", "busy", "powered_off", "invalid_number", "rejected"]
@@ -46,7 +47,7 @@ class OutcomeCreate(BaseModel):
     dissuasion_result: DissuasionResult | None = None
     loss_prevented: float | None = PydanticField(default=None, ge=0, le=1e12)
     note: str | None = PydanticField(default=None, max_length=2000)
-    recorded_at: AwareDatetime | None = None
+    recorded_at: Instant | None = None
     checklist: Checklist | None = None
     position: Position | None = None
     # An explicit correction names the outcome it replaces and says why; the original is kept.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from shared.instants import in_utc
 
 #: Each rate of contract §5 and the (numerator, denominator) counts it is the ratio of.
 RATES: dict[str, tuple[str, str]] = {
@@ -71,11 +74,17 @@ def parse_instant(field: str, raw: str, zone: ZoneInfo) -> datetime:
     """An ISO date or date-time; one without an offset is the district's local time (a date: its midnight)."""
     try:
         if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(), zone)
-        value = datetime.fromisoformat(raw)
+            value = datetime.combine(date.fromisoformat(raw), time(), zone)
+        else:
+            value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidQuery(field, f"{raw!r} is not an ISO 8601 date or date-time") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    try:
+        in_utc(value)
+    except ValueError as exc:
+        raise InvalidQuery(field, f"{raw!r} {exc}") from None
+    return value
 
 
 def window(raw_from: str | None, raw_to: str | None, zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
@@ -86,11 +95,18 @@ def window(raw_from: str | None, raw_to: str | None, zone: ZoneInfo, now: dateti
     else:
         local = end.astimezone(zone)
         start = datetime(local.year, local.month, 1, tzinfo=zone)
+        try:
+            in_utc(start)  # the month of a `to` in January of the year 1
+        except ValueError as exc:
+            raise InvalidQuery("from", f"the default (the month of `to`) {exc}") from None
     if start >= end:
         raise InvalidQuery("to", "the window is empty: `to` must be after `from`")
     if end - start > MAX_WINDOW:
         raise InvalidQuery("to", f"the window is longer than {MAX_WINDOW.days} days")
     return start, end
+
+
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -100,11 +116,11 @@ class Month:
 
     @classmethod
     def parse(cls, raw: str) -> Month:
-        try:
-            year, month = (int(part) for part in raw.split("-"))
-        except ValueError:
-            raise InvalidQuery("month", f"{raw!r} is not a month (YYYY-MM)") from None
-        if len(raw) != 7 or not 1 <= month <= 12 or not 2000 <= year <= 2100:
+        # int() alone would also take "2026-+1", "2026- 1" and full-width digits as January
+        if not _MONTH.fullmatch(raw):
+            raise InvalidQuery("month", f"{raw!r} is not a month (YYYY-MM)")
+        year, month = int(raw[:4]), int(raw[5:])
+        if not 1 <= month <= 12 or not 2000 <= year <= 2100:
             raise InvalidQuery("month", f"{raw!r} is not a month (YYYY-MM)")
         return cls(year, month)
 

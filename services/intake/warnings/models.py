@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from services.intake.db import SCHEMA
 from shared.events import FraudType, Residency, RiskLevel
+from shared.instants import in_utc
 from shared.personal import normalize_id_number, normalize_phone
 
 
@@ -83,7 +84,7 @@ class WarningCreate(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # One instant, one representation: a replay written with another offset is still a duplicate.
-        return value.astimezone(UTC)
+        return in_utc(value)
 
     @field_validator("area_code")
     @classmethod
