@@ -29,7 +29,9 @@ class IntakeState:
     authenticator: Authenticator
 
 
-def _state(request: Request) -> IntakeState:
+async def _state(request: Request) -> IntakeState:
+    # async although it awaits nothing: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on
+    # every request for a dictionary lookup.
     state: IntakeState = request.app.state.intake
     return state
 

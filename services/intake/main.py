@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             rt.factory, ttl=settings.source_cache_ttl_s, batch_max_records=settings.batch_max_records
         )
         app.state.intake = IntakeState(settings, rt.factory, sources, areas, authenticator)
+        # Everything loaded so far (modules, schemas, the app) lives as long as the process: moved out of the
+        # collector's reach, so that the collections a batch's allocations trigger stop re-scanning it (without
+        # this, collecting took about a third of a 1,000-record batch's CPU time). Garbage is collected first, or
+        # it would be kept for good.
+        gc.collect()
+        gc.freeze()
         yield rt
 
     return make_app(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import rates
+from tests.bench import deadlines, intake, rates
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
 HEADER = """# Benchmarks
@@ -42,7 +42,28 @@ def _rates(args: argparse.Namespace) -> Section:
     return Section(rates.NAME, rates.TITLE, rates.markdown(result), rates.console(result), result.postgres)
 
 
+def _intake(args: argparse.Namespace) -> Section:
+    result = intake.run(seconds=args.intake_seconds, latency_seconds=args.intake_latency_seconds)
+    return Section(intake.NAME, intake.TITLE, intake.markdown(result), intake.console(result), result.postgres)
+
+
+def _deadlines(args: argparse.Namespace) -> Section:
+    result = deadlines.run(deadlines=args.deadlines, replicas=args.deadline_replicas, wait_s=args.deadline_wait)
+    return Section(
+        deadlines.NAME, deadlines.TITLE, deadlines.markdown(result), deadlines.console(result), result.postgres
+    )
+
+
+def _replica_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(n) for n in text.split(","))
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive numbers")
+    return counts
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Section]] = {rates.NAME: _rates}
+BENCHMARKS[intake.NAME] = _intake
+BENCHMARKS[deadlines.NAME] = _deadlines
 
 
 def machine(postgres: str | None) -> str:
@@ -104,6 +125,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--budget", type=float, default=20.0, help="seconds of timed runs per query before stopping early (default 20)"
     )
     parser.add_argument("--explain", action="store_true", help="also print EXPLAIN ANALYZE of the main query")
+    parser.add_argument(
+        "--intake-seconds", type=float, default=8.0, help="intake: seconds per throughput step (default %(default)s)"
+    )
+    parser.add_argument(
+        "--intake-latency-seconds",
+        type=float,
+        default=25.0,
+        help="intake: seconds of the fixed-rate latency run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--deadlines",
+        type=int,
+        default=deadlines.DEFAULT_DEADLINES,
+        help="deadlines: open cases whose deadlines fall due at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--deadline-replicas",
+        type=_replica_counts,
+        default=deadlines.DEFAULT_REPLICAS,
+        help="deadlines: dispatch replica counts to run, e.g. 1,2 (the default)",
+    )
+    parser.add_argument(
+        "--deadline-wait",
+        type=float,
+        default=deadlines.DEFAULT_WAIT_S,
+        help="deadlines: seconds after T the deadlines get to fire, per replica count (default %(default)s)",
+    )
     parser.add_argument("--no-write", action="store_true", help=f"do not update {BENCHMARKS_MD.name}")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="run only these benchmarks")
     args = parser.parse_args(argv)

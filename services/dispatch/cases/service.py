@@ -237,11 +237,11 @@ async def _create_task(
     )
     tasks.add(session, task)
     await session.flush()
-    if new.tier == "sms":
-        await timers.schedule(session, DEADLINES, SMS_SEND, task.id, now)
-    await timers.schedule(session, DEADLINES, DUE, task.id, task.due_at)
+    deadlines = [(SMS_SEND, task.id, now)] if new.tier == "sms" else []
+    deadlines.append((DUE, task.id, task.due_at))
     if task.ack_due_at is not None:
-        await timers.schedule(session, DEADLINES, ACK, task.id, task.ack_due_at)
+        deadlines.append((ACK, task.id, task.ack_due_at))
+    await timers.schedule_many(session, DEADLINES, deadlines)
     metrics.TASKS_CREATED.labels(case.area_code or "unassigned", new.tier).inc()
     await _publish(
         session, case,

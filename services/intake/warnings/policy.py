@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -21,6 +22,20 @@ def content_hash(record: WarningCreate) -> str:
     """What "the same content" means for idempotency: the normalised record, so `+86 138…` equals `138…`."""
     canonical = record.model_dump(mode="json", exclude={"source"})
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def may_hold_nul(item: Any) -> bool:
+    """False when parsed JSON certainly holds no NUL character: JSON writes one only as the escape \\u0000, so a
+    value whose serialisation lacks it has none. Far cheaper than walking every string to name the fields that do
+    (`shared.problems.nul_fields`), which a batch would otherwise do for each of its records. A value nested too
+    deep for orjson to write again may hold one."""
+    try:
+        return _NUL_ESCAPE in orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return True
 
 
 def replay_verdict(stored_hash: str, new_hash: str) -> Verdict:

@@ -3,22 +3,40 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import text, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.warnings.models import Warning
+
+# (column, its PostgreSQL type) in the order of the insert below
+_COLUMNS = (
+    ("id", "uuid"), ("source", "text"), ("external_id", "text"), ("content_hash", "text"),
+    ("received_at", "timestamptz"), ("issued_at", "timestamptz"), ("area_code", "text"), ("assigned", "boolean"),
+    ("fraud_type", "text"), ("risk_level", "text"), ("in_progress", "boolean"), ("amount_at_risk", "float8"),
+    ("subject_key", "text"), ("subject", "jsonb"), ("evidence", "jsonb"),
+)  # fmt: skip
+_JSON_COLUMNS = ("subject", "evidence")
+# One array per column, unnested into rows: one statement (and one prepared plan) whatever the number of rows, the
+# arrays encoded by the driver. As a multi-row INSERT ... VALUES the ORM bound a batch's 15,000 parameters one by one
+# in Python, which took twice the client CPU this does.
+_INSERT_NEW = text(
+    f"INSERT INTO intake.warnings ({', '.join(c for c, _ in _COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _COLUMNS)}) "
+    "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"
+)
 
 
 async def insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert the rows whose (source, external_id) is new; returns the ids actually inserted."""
     if not rows:
         return set()
-    table = Warning.__table__  # type: ignore[attr-defined]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(table.c.id)
+    columns: dict[str, list[Any]] = {c: [row[c] for row in rows] for c, _ in _COLUMNS}
+    for c in _JSON_COLUMNS:
+        columns[c] = [orjson.dumps(value).decode() for value in columns[c]]
     conn = await session.connection()
-    result = await conn.execute(stmt, rows)
+    result = await conn.execute(_INSERT_NEW, columns)
     return {row[0] for row in result.all()}
 
 
