@@ -96,9 +96,12 @@ def _raised_in_driver(err: BaseException) -> bool:
 
 
 # SQLSTATE classes meaning "cannot reach or use the server now": connection exceptions, insufficient
-# resources, operator intervention (shutdown, starting up), and a database not accepting connections.
+# resources, operator intervention (shutdown, starting up), and a database not accepting connections; and a
+# transaction the server rolled back to break a deadlock (e.g. a member's 签收 and the acknowledgement deadline
+# firing at once lock the task and its deadline in opposite orders): nothing was changed, so the same request or
+# message succeeds when tried again.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
-_UNAVAILABLE_SQLSTATES = ("55000",)
+_UNAVAILABLE_SQLSTATES = ("55000", "40P01")
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:

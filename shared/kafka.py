@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from shared.db import is_database_unavailable
-from shared.events import TOPIC_PARTITIONS, Envelope, dead_letter_topic
+from shared.events import TOPIC_PARTITIONS, Envelope, dead_letter_topic, unreadable
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES, EVENTS_HANDLED
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ Handler = Callable[[Envelope], Awaitable[None]]
 class ConsumerLoop:
     """Consumes topics as a group, hands each envelope to `handler`, commits after handling.
 
-    A message that cannot be decoded, or whose handler raises `PoisonMessage` or a validation error, or
+    A message that cannot be decoded, or is of a type or schema version its topic does not carry
+    (`shared.events.unreadable`), or whose handler raises `PoisonMessage` or a validation error, or
     that keeps failing for another reason, goes to `<topic>.dlq` with the error in its headers, and the
     partition moves on. An unreachable database is not the message's fault: that is retried until it
     comes back, without dead-lettering anything.
@@ -114,8 +115,9 @@ class ConsumerLoop:
                         await self._handle(record)
                     try:
                         await consumer.commit({tp: records[-1].offset + 1})
-                    except CommitFailedError:
-                        # A rebalance took the partition; its new owner re-reads, and handlers are idempotent.
+                    except (CommitFailedError, IllegalStateError):
+                        # A rebalance took the partition (during the commit, or already while its records were
+                        # handled: "not assigned"); its new owner re-reads, and handlers are idempotent.
                         log.info("commit for %s lost to a rebalance", tp)
         finally:
             lag_task.cancel()
@@ -128,6 +130,9 @@ class ConsumerLoop:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError as exc:
             await self._dead_letter(record, f"undecodable envelope: {_short(exc)}")
+            return
+        if (reason := unreadable(record.topic, envelope)) is not None:
+            await self._dead_letter(record, f"unreadable envelope: {reason}")
             return
         attempts = 0
         while True:

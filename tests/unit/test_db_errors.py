@@ -15,7 +15,7 @@ class FakeSqlstateError(Exception):
         self.sqlstate = sqlstate
 
 
-@pytest.mark.parametrize("state", ["08006", "08001", "57P01", "57P03", "53300", "55000"])
+@pytest.mark.parametrize("state", ["08006", "08001", "57P01", "57P03", "53300", "55000", "40P01"])
 def test_connection_class_sqlstates_mean_unavailable(state: str) -> None:
     assert is_database_unavailable(FakeSqlstateError(state))
 
