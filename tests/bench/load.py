@@ -58,6 +58,7 @@ class Connection:
 
     async def exchange(self, request: bytes) -> Response:
         self.writer.write(request)
+        await self.writer.drain()
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])

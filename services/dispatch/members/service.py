@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import UTC, datetime
 
@@ -24,7 +25,6 @@ EVENT_SOURCE = "quanzu/dispatch"
 #: The field that says where a member of each role belongs (an admin: `district`).
 _AFFILIATION = {**dict.fromkeys(FIELD_ROLES, "team"), "operator": "station", "supervisor": "station"}
 HASHER = PasswordHasher()  # argon2id with the library's current recommended cost
-_DUMMY_HASH = HASHER.hash("a password nobody has")
 
 
 class MemberError(Exception):
@@ -42,10 +42,21 @@ async def hash_password(password: str) -> str:
     return await asyncio.to_thread(HASHER.hash, password)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first use, not at import: every `quanzu serve` imports this module, and one argon2 hash briefly takes
+    # 64 MiB, which set the peak memory of intake, feedback and the SMS gateway, none of which ever logs anyone in.
+    return HASHER.hash("a password nobody has")
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    return HASHER.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
+
+
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """Constant work whether or not the member exists, so timing does not reveal usernames."""
     try:
-        return await asyncio.to_thread(HASHER.verify, password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return await asyncio.to_thread(_verify, password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
