@@ -121,7 +121,7 @@ async def snapshot(db: Database, messages: Iterable[Message], now: datetime) -> 
         if r["phone"]:
             snap.case_phone[str(r["id"])] = r["phone"]
     for r in await db.fetch("SELECT id, case_id, tier, attempt, status, result FROM dispatch.tasks"):
-        result = json.loads(r["result"]) if r["result"] else {}
+        result = (json.loads(r["result"]) if r["result"] else None) or {}  # JSON null for tasks done without one
         snap.tasks.append(
             Task(str(r["id"]), str(r["case_id"]), r["tier"], r["attempt"], r["status"], bool(result.get("accepted")))
         )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,21 +17,14 @@ import httpx
 
 from services.cli.system import LocalSystem
 from shared.devinfra import wait_for
-from tests.faults import checks, observe
-from tests.faults.district import LATE_AFTER_S, SOURCES, District, provision
+from tests.faults import checks, draws, observe
+from tests.faults.district import AREAS, LATE_AFTER_S, SOURCES, District, provision
 from tests.faults.load import WarningLoad
 from tests.faults.observe import Database, GatewayRecord
 from tests.faults.pg import PrivatePostgres
+from tests.faults.plan import Plan, faults_from_env
 from tests.faults.responders import Responders
-from tests.faults.scenario import (
-    FaultRecord,
-    Plan,
-    RunState,
-    caught_up,
-    faults_from_env,
-    inject_all,
-    warning_source,
-)
+from tests.faults.scenario import FaultRecord, RunState, caught_up, inject_all
 
 FAULT_FREE_RATE = 10.0  # posts per second of the comparison run: it has nothing to wait out
 GATEWAY_READ_S = 5.0
@@ -137,21 +131,10 @@ async def _run(system: LocalSystem, pg: PrivatePostgres, db: Database, outcome: 
             await fault_free.drain(plan.recovery_timeout_s)
             await settle(state, [*faulty.acked_before(time.time()), *fault_free.acked_before(time.time())])
             stop_all.set()
-        async with httpx.AsyncClient(timeout=10) as client:
-            await gateway.read(client)
-        rates = await rates_by_source(system, district)
-        snap = await observe.snapshot(db, gateway.messages.values(), datetime.now(UTC))
-        with_faults = checks.Phase("faulty", SOURCES[0], {a.n: a.warning_id for a in faulty.acked.values()})
-        without = checks.Phase("fault-free", SOURCES[1], {a.n: a.warning_id for a in fault_free.acked.values()})
-        findings = checks.check_all(with_faults, without, snap)
-        faulty_rates = checks.rate_counts(rates, SOURCES[0])
-        checks.rates_match(faulty_rates, checks.rate_counts(rates, SOURCES[1]), findings)
-        outcome.rates = faulty_rates
-        outcome.problems += findings.problems + await observe.phantom_effects(db)
-        outcome.lost, outcome.duplicated = len(findings.lost), len(findings.duplicated)
-        outcome.cases = len(snap.cases)
-        outcome.sms_messages = len(snap.messages)
-        outcome.deadlines_fired = await deadlines_fired(db)
+        try:
+            await check(system, db, district, gateway, (faulty, fault_free), outcome)
+        except Exception:  # still report the run's figures; the test fails on this problem
+            outcome.problems.append("the checks could not run: " + traceback.format_exc(limit=-3))
     finally:
         outcome.faults = state.faults
         outcome.acknowledged, outcome.acknowledged_fault_free = len(faulty.acked), len(fault_free.acked)
@@ -164,6 +147,41 @@ async def _run(system: LocalSystem, pg: PrivatePostgres, db: Database, outcome: 
         if gateway.gaps:
             outcome.problems.append(f"the gateway's record was read with {gateway.gaps} gap(s)")
         await asyncio.gather(faulty.close(), fault_free.close(), responders.close())
+
+
+async def check(
+    system: LocalSystem,
+    db: Database,
+    district: District,
+    gateway: GatewayRecord,
+    loads: tuple[WarningLoad, WarningLoad],
+    outcome: Outcome,
+) -> None:
+    """Read everything back and check it (`checks.py`); the figures go into `outcome`."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        await gateway.read(client)
+    rates = await rates_by_source(system, district)
+    snap = await observe.snapshot(db, gateway.messages.values(), datetime.now(UTC))
+    faulty, fault_free = (
+        checks.Phase(name, source, {a.n: a.warning_id for a in load.acked.values()})
+        for name, source, load in zip(("faulty", "fault-free"), SOURCES, loads, strict=True)
+    )
+    findings = checks.check_all(faulty, fault_free, snap)
+    outcome.rates = checks.rate_counts(rates, SOURCES[0])
+    checks.rates_match(outcome.rates, checks.rate_counts(rates, SOURCES[1]), findings)
+    outcome.problems += findings.problems + await observe.phantom_effects(db)
+    outcome.lost, outcome.duplicated = len(findings.lost), len(findings.duplicated)
+    outcome.cases = len(snap.cases)
+    outcome.sms_messages = len(snap.messages)
+    outcome.deadlines_fired = await deadlines_fired(db)
+
+
+def warning_source(seed: int, run: str, phase: int) -> Callable[[int], dict[str, Any]]:
+    def record(n: int) -> dict[str, Any]:
+        plan = draws.warning_plan(seed, n, AREAS)
+        return draws.warning_record(plan, run=run, phase=phase, issued_at=datetime.now(UTC))
+
+    return record
 
 
 async def settle(state: RunState, acked: list[str]) -> None:

@@ -9,65 +9,28 @@ recovery time.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
 from services.cli.system import LocalSystem
 from shared.devinfra import wait_for
 from shared.events import Topic
-from tests.faults import chaos, draws
-from tests.faults.district import AREAS, District
+from tests.faults import chaos
+from tests.faults.district import District
 from tests.faults.load import WarningLoad
 from tests.faults.observe import Backlog, Database, GatewayRecord, backlog
 from tests.faults.pg import PrivatePostgres
+from tests.faults.plan import FAULT_KEYS, Plan
 
 TOPICS = (Topic.WARNINGS_RECEIVED, Topic.DISPATCH_EVENTS, Topic.FEEDBACK_OUTCOMES, Topic.REGISTRY_EVENTS)
 KILLED = ("intake", "dispatch", "dispatch-2", "feedback")
-
-
-@dataclass(frozen=True)
-class Plan:
-    mode: str  # "short" (in `make test`) or "full" (`make test-faults`)
-    rate: float  # posts per second (every fifth a batch of five)
-    kill_rounds: int  # how many times each service is killed
-    gap_s: tuple[float, float]  # a random wait before each fault, so it lands at a random moment
-    broker_pause_s: float
-    postgres_down_s: float
-    sms_faults_s: float
-    recovery_timeout_s: float
-    settle_timeout_s: float
-    replay_margin_s: float  # `outbox replay --since` this long before the broker was lost
-
-
-SHORT = Plan("short", 0.5, 1, (1.0, 3.0), 5, 5, 10, 180, 240, 30)
-FULL = Plan("full", 1.0, 2, (5.0, 15.0), 30, 20, 60, 300, 420, 120)
-#: The faults by key, in the order they are injected; QUANZU_FAULTS_ONLY=kill,poison picks some (to debug one).
-FAULT_KEYS = ("kill", "pause", "lose", "postgres", "sms", "redeliver", "poison")
-PROGRESS_S = 15.0
-
-
-def plan_from_env() -> Plan:
-    """QUANZU_FAULTS=full for the full run; QUANZU_FAULTS_RATE=<posts/s> lowers the load on a busy machine."""
-    plan = FULL if os.environ.get("QUANZU_FAULTS") == "full" else SHORT
-    rate = os.environ.get("QUANZU_FAULTS_RATE")
-    return dataclasses.replace(plan, rate=float(rate)) if rate else plan
-
-
-def faults_from_env() -> tuple[str, ...]:
-    wanted = [k.strip() for k in os.environ.get("QUANZU_FAULTS_ONLY", "").split(",") if k.strip()]
-    unknown = set(wanted) - set(FAULT_KEYS)
-    if unknown:
-        raise ValueError(f"QUANZU_FAULTS_ONLY: unknown fault(s) {sorted(unknown)}; known: {', '.join(FAULT_KEYS)}")
-    return tuple(k for k in FAULT_KEYS if not wanted or k in wanted)
+PROGRESS_S = 15.0  # how often a recovery that takes long says how far behind it is
 
 
 @dataclass
@@ -303,11 +266,3 @@ async def inject_all(state: RunState, keys: tuple[str, ...] = FAULT_KEYS) -> Non
     for key, (name, make) in faults.items():
         if key in keys:
             await fault(state, name, make(state))
-
-
-def warning_source(seed: int, run: str, phase: int) -> Callable[[int], dict[str, Any]]:
-    def record(n: int) -> dict[str, Any]:
-        plan = draws.warning_plan(seed, n, AREAS)
-        return draws.warning_record(plan, run=run, phase=phase, issued_at=datetime.now(UTC))
-
-    return record

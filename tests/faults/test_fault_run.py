@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.faults import report
+from tests.faults.plan import plan_from_env
 from tests.faults.run import fault_run
-from tests.faults.scenario import plan_from_env
 
 HOME = Path(".quanzu") / "faults"
 

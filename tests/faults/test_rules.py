@@ -13,7 +13,8 @@ from shared.events import Envelope, Topic
 from tests.faults import chaos, checks, draws, report
 from tests.faults.checks import Deadline, Event, Findings, Message, Phase, Snapshot, Task
 from tests.faults.load import MAX_RETRY_WAIT_S, retry_wait
-from tests.faults.scenario import SHORT, FaultRecord
+from tests.faults.plan import SHORT
+from tests.faults.scenario import FaultRecord
 
 AREAS = ("370202-011", "370202-012")
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
