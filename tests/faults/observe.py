@@ -87,6 +87,24 @@ async def open_cases(db: Database, acked: list[str]) -> int:
     return count
 
 
+async def describe_open_cases(db: Database, acked: list[str]) -> list[str]:
+    """The cases of these warnings not closed yet: where they are and what they wait for (ids, no personal data)."""
+    rows = await db.fetch(
+        """SELECT c.id, c.state, cw.warning_id, f.closure AS feedback_closure,
+                  (SELECT string_agg(t.tier || '#' || t.attempt || ':' || t.status || ' ' || t.id, ', ')
+                     FROM dispatch.tasks t WHERE t.case_id = c.id AND t.status IN ('open', 'acked')) AS open_tasks
+             FROM dispatch.case_warnings cw JOIN dispatch.cases c ON c.id = cw.case_id
+             LEFT JOIN feedback.cases f ON f.case_id = c.id
+            WHERE cw.warning_id = ANY($1::uuid[]) AND (c.state <> 'closed' OR f.closure IS NULL)""",
+        acked,
+    )
+    return [
+        f"case {r['id']} (warning {r['warning_id']}) is {r['state']} in dispatch, closure in feedback "
+        f"{r['feedback_closure']}; open tasks: {r['open_tasks'] or 'none'}"
+        for r in rows
+    ]
+
+
 async def phantom_effects(db: Database) -> list[str]:
     """What poison of a future schema version would leave behind had a consumer taken it for version 1."""
     checks = {

@@ -5,7 +5,6 @@ Never the shared test server (.quanzu/test-pg): other test sessions use that one
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ class PrivatePostgres:
         if self.server.get_uri() != self.admin_url:
             raise RuntimeError("PostgreSQL came back on another socket")
 
-    def remove(self) -> None:
+    def stop(self) -> None:
+        """Stop the server; its data stays (to read after a failed run) until the run's directory is removed."""
         if self.server is not None:
             self.server.cleanup()
-        shutil.rmtree(self.pgdata, ignore_errors=True)

@@ -87,9 +87,11 @@ async def fault_run(plan: Plan, seed: int, home: Path) -> Outcome:
     pg = PrivatePostgres(home / "pg")
     admin_url = await asyncio.to_thread(pg.start)
     try:
-        # INFO: the consumers' rebalances and commits are in the processes' logs, to read after a failed run
-        async with LocalSystem(home=home / "system", pg_admin_url=admin_url, database="quanzu_faults",
-                               dispatch_replicas=2, env={"QUANZU_LOG_LEVEL": "INFO"}) as system:  # fmt: skip
+        # INFO: the consumers' rebalances and commits are in the processes' logs. The database stays in the
+        # server's data directory, which the test removes only when the run passed: a failed run can be read back.
+        system = LocalSystem(home=home / "system", pg_admin_url=admin_url, database="quanzu_faults",
+                             dispatch_replicas=2, env={"QUANZU_LOG_LEVEL": "INFO"}, keep_database=True)  # fmt: skip
+        async with system:
             db = Database(system.database_url)
             await db.open()
             try:
@@ -97,7 +99,7 @@ async def fault_run(plan: Plan, seed: int, home: Path) -> Outcome:
             finally:
                 await db.close()
     finally:
-        await asyncio.to_thread(pg.remove)
+        await asyncio.to_thread(pg.stop)
     outcome.wall_s = time.monotonic() - started
     return outcome
 
@@ -196,7 +198,8 @@ async def settle(state: RunState, acked: list[str]) -> None:
     try:
         await wait_for(settled, timeout=state.plan.settle_timeout_s, interval=0.5, message="every case to close")
     except TimeoutError:
-        state.problems.append(f"{await observe.open_cases(state.db, acked)} case(s) still open at the end")
+        for case in await observe.describe_open_cases(state.db, acked):
+            state.problems.append(f"still open at the end: {case}")
     behind = await caught_up(state, time.time())
     if behind is not None:
         state.problems.append(f"every case is closed, but work is left: {behind}")

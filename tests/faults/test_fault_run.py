@@ -38,4 +38,4 @@ async def test_faults_delay_work_but_lose_none_and_do_none_twice() -> None:
     assert not outcome.problems, report.summary(outcome)
     assert (outcome.lost, outcome.duplicated) == (0, 0)
     assert outcome.acknowledged > 0 and outcome.acknowledged == outcome.acknowledged_fault_free
-    shutil.rmtree(home, ignore_errors=True)  # kept when the run failed: the processes' logs are there
+    shutil.rmtree(home, ignore_errors=True)  # kept when the run failed: the logs and the database are there
