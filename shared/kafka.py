@@ -119,11 +119,24 @@ class ConsumerLoop:
                         # A rebalance took the partition (during the commit, or already while its records were
                         # handled: "not assigned"); its new owner re-reads, and handlers are idempotent.
                         log.info("commit for %s lost to a rebalance", tp)
+                await self._rewind_recreated(consumer)
         finally:
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
             await consumer.stop()
+
+    async def _rewind_recreated(self, consumer: AIOKafkaConsumer) -> None:
+        """Read again from its start a partition whose log now ends before our position: its topic was created anew
+        (a broker that lost its data). Apache Kafka answers OFFSET_OUT_OF_RANGE there, and the consumer resets to the
+        earliest offset by itself; the development broker answers nothing, and every record landing below our
+        position (those `quanzu outbox replay` republishes, and new ones) would be skipped. Handlers are idempotent."""
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                if highwater is not None and await consumer.position(tp) > highwater:
+                    log.warning("%s/%d now ends before our position: reading it again from its start", *tp)
+                    await consumer.seek_to_beginning(tp)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

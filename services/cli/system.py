@@ -206,11 +206,24 @@ class LocalSystem:
         self.broker.process.send_signal(signal.SIGCONT)
 
     async def lose_broker(self) -> None:
-        """Kill the broker and start it again on the same port: empty, as a Kafka cluster that lost its data."""
+        """Kill the broker and start it again on the same port: empty, as a Kafka cluster that lost its data, with
+        its topics created again (as a deployment's topic job would) before any of our processes reconnects.
+
+        The processes are held (SIGSTOP) meanwhile: the first client to reconnect would otherwise create a topic
+        with tansu's default 4 partitions, and producers that still know 12 would send to partitions the topic does
+        not have, which tansu 0.6.0 acknowledges and no consumer ever reads (Apache Kafka refuses them).
+        """
         assert self.broker is not None, "the system's own broker is not running"
-        await asyncio.to_thread(self.broker.stop)
-        await asyncio.to_thread(self.broker.start)
-        await ensure_topics(self.kafka_bootstrap)
+        held = [p.popen for p in self.processes.values() if p.running and p.service != "smsgw" and p.popen]
+        for popen in held:
+            popen.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(self.broker.stop)
+            await asyncio.to_thread(self.broker.start)
+            await ensure_topics(self.kafka_bootstrap)
+        finally:
+            for popen in held:
+                popen.send_signal(signal.SIGCONT)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
