@@ -69,6 +69,7 @@ class Runtime:
             topics=[topic],
             handler=transactional(self.factory, inbox, group, handler),
             producer=self.producer,
+            concurrency=self.settings.consumer_concurrency,
         )
         self.runners[group] = loop.run
 

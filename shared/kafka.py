@@ -59,7 +59,8 @@ Handler = Callable[[Envelope], Awaitable[None]]
 
 
 class ConsumerLoop:
-    """Consumes topics as a group, hands each envelope to `handler`, commits after handling.
+    """Consumes topics as a group, hands each envelope to `handler`, commits after handling; up to `concurrency`
+    partitions at once, each in its order.
 
     A message that cannot be decoded, or is of a type or schema version its topic does not carry
     (`shared.events.unreadable`), or whose handler raises `PoisonMessage` or a validation error, or
@@ -78,6 +79,7 @@ class ConsumerLoop:
         producer: AIOKafkaProducer,
         max_attempts: int = 3,
         lag_interval_s: float = 5.0,
+        concurrency: int = 4,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.group = group
@@ -86,6 +88,7 @@ class ConsumerLoop:
         self.producer = producer
         self.max_attempts = max_attempts
         self.lag_interval_s = lag_interval_s
+        self.concurrency = concurrency
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -108,23 +111,36 @@ class ConsumerLoop:
                 await asyncio.sleep(1)
         lag_task = asyncio.create_task(self._export_lag(consumer))
         try:
+            lanes = asyncio.Semaphore(self.concurrency)
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        await self._handle(record)
-                    try:
-                        await consumer.commit({tp: records[-1].offset + 1})
-                    except (CommitFailedError, IllegalStateError):
-                        # A rebalance took the partition (during the commit, or already while its records were
-                        # handled: "not assigned"); its new owner re-reads, and handlers are idempotent.
-                        log.info("commit for %s lost to a rebalance", tp)
+                # Partitions are independent (a subject's or a case's events share one), so they are handled side
+                # by side: a handler mostly waits on the database, and one partition at a time left both the
+                # service and PostgreSQL idle. Within a partition, order is kept.
+                await asyncio.gather(*(self._partition(consumer, lanes, tp, rs) for tp, rs in batches.items()))
                 await self._rewind_recreated(consumer)
         finally:
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
             await consumer.stop()
+
+    async def _partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        lanes: asyncio.Semaphore,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        async with lanes:
+            for record in records:
+                await self._handle(record)
+            try:
+                await consumer.commit({tp: records[-1].offset + 1})
+            except (CommitFailedError, IllegalStateError):
+                # A rebalance took the partition (during the commit, or already while its records were
+                # handled: "not assigned"); its new owner re-reads, and handlers are idempotent.
+                log.info("commit for %s lost to a rebalance", tp)
 
     async def _rewind_recreated(self, consumer: AIOKafkaConsumer) -> None:
         """Read again from its start a partition whose log now ends before our position: its topic was created anew

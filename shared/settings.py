@@ -36,6 +36,8 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     timezone: str = "Asia/Shanghai"
     db_pool_size: int = 10
+    # Partitions a consumer handles side by side (each in its own transaction; order is kept within a partition).
+    consumer_concurrency: int = Field(default=4, ge=1, le=64)
     # Members' access tokens are verified with dispatch's Ed25519 public key (PEM, or a file holding it).
     token_public_key: str = ""
     token_public_key_file: Path | None = None

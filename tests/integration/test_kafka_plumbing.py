@@ -260,6 +260,34 @@ async def test_consumer_loop_hands_every_envelope_to_the_handler_and_commits_aft
     assert len(seen) == len(envelopes)
 
 
+async def test_partitions_are_handled_side_by_side_and_each_in_its_order(broker: Broker) -> None:
+    """Each partition's first record waits until the other's has started: one partition at a time, neither would."""
+    topic = await new_topic(broker.bootstrap, partitions=2)
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    both_started = asyncio.Barrier(2)
+    waited_alone = 0
+
+    async def record(envelope: Envelope) -> None:
+        nonlocal waited_alone
+        partition, n = int(envelope.data["partition"]), int(envelope.data["n"])
+        if n == 0:
+            try:
+                await asyncio.wait_for(both_started.wait(), timeout=10)
+            except TimeoutError:
+                waited_alone += 1
+        seen[partition].append(n)
+
+    async with started_producer(broker.bootstrap) as producer:
+        for p in (0, 1):
+            for i in range(20):
+                await producer.send_and_wait(topic, value=new_envelope(i, partition=p).to_bytes(), partition=p)
+        loop = consumer_loop(broker, producer, topic, record, group=new_group())
+        async with running(loop.run()):
+            await wait_for(lambda: len(seen[0]) + len(seen[1]) == 40, timeout=60, message="every record handled")
+    assert waited_alone == 0
+    assert seen == {0: list(range(20)), 1: list(range(20))}
+
+
 async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(broker: Broker) -> None:
     topic = await new_topic(broker.bootstrap, partitions=1, with_dlq=True)
     group = new_group()
