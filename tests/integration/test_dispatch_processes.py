@@ -733,3 +733,32 @@ async def test_a_failed_sms_attempt_is_retried_only_after_the_engines_backoff(
             ),
             timeout=45, interval=0.1, message="the SMS to go out once the gateway recovers",
         )  # fmt: skip
+
+
+async def test_a_slow_gateway_does_not_hold_the_case_or_its_task_locked_while_it_answers(
+    launcher: Launcher, producer: AIOKafkaProducer, pool: Any, gateway: Gateway, district: District
+) -> None:
+    """A joining warning, an outcome or a deadline of the case would otherwise wait for the provider's answer."""
+    await gateway.control(delay_s=4)
+    try:
+        await launcher.start("slow-gateway")
+        [sent] = await produce(producer, SMS_AREA, ["low"])
+        await cases_opened(pool, [sent])
+
+        async def in_flight() -> bool:
+            return int((await gateway.state())["in_flight"]) >= 1
+
+        await wait_for(in_flight, timeout=30, interval=0.05, message="the SMS to be in flight")
+        async with pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetch(
+                """SELECT c.id FROM dispatch.cases c JOIN dispatch.case_warnings cw ON cw.case_id = c.id
+                     JOIN dispatch.tasks t ON t.case_id = c.id AND t.tier = 'sms'
+                    WHERE cw.warning_id = $1 FOR UPDATE OF c, t NOWAIT""",
+                sent.warning_id,
+            )  # raises LockNotAvailableError if the sender holds either row
+            assert len(locked) == 1
+            assert int((await gateway.state())["in_flight"]) >= 1, "the send ended before the rows were tried"
+    finally:
+        await gateway.control()
+    await all_fired(pool, [sent])
+    check_sms_once(await gateway.messages(), await observe(pool, [sent]), [sent])

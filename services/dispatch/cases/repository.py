@@ -30,7 +30,8 @@ async def closed_since(session: AsyncSession, subject_key: str, since: datetime)
 async def get(session: AsyncSession, case_id: uuid.UUID, *, lock: bool = False) -> Case | None:
     stmt = select(Case).where(Case.id == case_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row read earlier in the transaction is refreshed with what the lock was taken on
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.exec(stmt)).first()
 
 

@@ -7,6 +7,7 @@ commits the state, the deadlines, the notifications and the outbox events togeth
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from shared.events import (
 from shared.kafka import PoisonMessage
 from shared.outbox import enqueue
 
+log = logging.getLogger(__name__)
 EVENT_SOURCE = "quanzu/dispatch"
 RISK_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 # deadline kinds
@@ -558,16 +560,25 @@ SMS_ATTEMPTS = 4  # the provider retries within each attempt; the timer engine s
 async def send_sms(
     session: AsyncSession, due: timers.Due, provider: SmsProvider, notifier: Notifier, now: datetime
 ) -> None:
-    """Hand the task's SMS to the provider, keyed by the task id: whatever crashes, the subject gets it once."""
-    task = await tasks.get(session, due.ref, lock=True)
+    """Hand the task's SMS to the provider, keyed by the task id: whatever crashes, the subject gets it once.
+
+    The provider is called before the task and case are locked: a slow provider (its retries take up to
+    `sms_deadline_s`) must not hold up the case's other work, a joining warning, an outcome or a deadline, for that
+    long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless."""
+    task = await tasks.get(session, due.ref)
     if task is None or task.status not in OPEN_STATUSES:
         return
-    case = await cases.get(session, task.case_id, lock=True)
+    case = await cases.get(session, task.case_id)
     assert case is not None
     phone = case.subject.get("phone")
     if case.state == "closed" or not phone:
         return
     result = await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
+    task = await tasks.get(session, due.ref, lock=True)
+    case = await cases.get(session, task.case_id, lock=True) if task is not None else None
+    if task is None or case is None or task.status not in OPEN_STATUSES or case.state == "closed":
+        log.info("SMS for task %s went out while its case moved on (%s)", due.ref, case.state if case else "gone")
+        return
     if not result.accepted and result.retryable and due.attempts + 1 < SMS_ATTEMPTS:
         metrics.SMS_SENT.labels("retrying").inc()
         raise SmsNotYet(result.error or "the provider did not take the message")

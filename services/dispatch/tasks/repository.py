@@ -16,7 +16,8 @@ from services.dispatch.teams.models import Team
 async def get(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> Task | None:
     stmt = select(Task).where(Task.id == task_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row read earlier in the transaction is refreshed with what the lock was taken on
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.exec(stmt)).first()
 
 
