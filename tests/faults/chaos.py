@@ -32,7 +32,7 @@ from shared.events import (
     WarningReceivedV1,
     dead_letter_topic,
 )
-from shared.kafka import make_producer
+from shared.kafka import make_producer, read_to_end
 
 #: The consumer groups of each topic, and the schema of the service whose inbox records what each one handled.
 CONSUMERS: dict[str, dict[str, str]] = {
@@ -59,14 +59,9 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, byt
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
         records: list[ConsumerRecord[bytes, bytes]] = []
-        positions = {tp: await consumer.position(tp) for tp in tps}
-        while any(positions[tp] < ends[tp] for tp in tps):
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, batch in batches.items():
-                records += [r for r in batch if r.offset < ends[tp]]
-                positions[tp] = await consumer.position(tp)
+        async for _, batch in read_to_end(consumer, tps):
+            records += batch
         return records
     finally:
         await consumer.stop()

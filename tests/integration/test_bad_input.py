@@ -60,7 +60,7 @@ from shared.events import (
     WarningReceivedV1,
     dead_letter_topic,
 )
-from shared.kafka import make_producer
+from shared.kafka import make_producer, read_to_end
 from shared.pagination import encode_cursor
 from shared.personal import subject_key
 from shared.settings import CommonSettings
@@ -862,10 +862,9 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
         tp = TopicPartition(topic, 0)  # dead-letter topics have one partition
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
         records: list[Any] = []
-        while await consumer.position(tp) < end:
-            records += (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+        async for _, batch in read_to_end(consumer, [tp]):
+            records += batch
         return records
     finally:
         await consumer.stop()

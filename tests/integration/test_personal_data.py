@@ -13,6 +13,7 @@ from services.intake.warnings.service import erase_personal_data
 from shared.db import make_engine, make_session_factory, unit_of_work
 from shared.devinfra import Broker
 from shared.events import TOPIC_PARTITIONS, Topic, dead_letter_topic
+from shared.kafka import read_to_end
 from shared.logs import PersonalDataFilter, mask_personal
 from shared.scope import system_settings
 from tests.conftest import AppClient, Member, SourceCredentials
@@ -30,15 +31,9 @@ async def _all_messages(bootstrap: str, topics: list[str]) -> list[tuple[str, by
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(partitions)
         out: list[tuple[str, bytes]] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end for tp, end in ends.items()])
-
-        while await behind():
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                out.extend((tp.topic, r.value or b"") for r in records)
+        async for tp, records in read_to_end(consumer, partitions):
+            out.extend((tp.topic, r.value or b"") for r in records)
         return out
     finally:
         await consumer.stop()

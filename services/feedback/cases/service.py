@@ -21,6 +21,7 @@ from services.feedback.settings import FeedbackSettings
 from shared.db import SessionFactory, unit_of_work
 from shared.events import Envelope, Topic, unreadable
 from shared.inbox import SessionHandler, transactional
+from shared.kafka import read_to_end
 from shared.scope import system_settings
 
 log = logging.getLogger(__name__)
@@ -53,26 +54,18 @@ async def replay(factory: SessionFactory, settings: FeedbackSettings) -> Replaye
                 continue
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            remaining = {tp for tp in partitions if end[tp] > await consumer.position(tp)}
             applied = skipped = 0
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=1000)
-                for tp, records in batches.items():
-                    for record in records:
-                        if record.offset >= end[tp]:
-                            break
-                        try:
-                            envelope = Envelope.model_validate_json(record.value or b"")
-                            if (reason := unreadable(topic, envelope)) is not None:
-                                raise ValueError(reason)  # the live consumer dead-lettered it: so does the replay
-                            await apply(envelope)
-                            applied += 1
-                        except (ValidationError, ValueError) as exc:
-                            skipped += 1
-                            log.warning("replay skipped %s[%d]@%d: %s", topic, tp.partition, record.offset, exc)
-                    if await consumer.position(tp) >= end[tp]:
-                        remaining.discard(tp)
+            async for tp, records in read_to_end(consumer, partitions, timeout_ms=1000):
+                for record in records:
+                    try:
+                        envelope = Envelope.model_validate_json(record.value or b"")
+                        if (reason := unreadable(topic, envelope)) is not None:
+                            raise ValueError(reason)  # the live consumer dead-lettered it: so does the replay
+                        await apply(envelope)
+                        applied += 1
+                    except (ValidationError, ValueError) as exc:
+                        skipped += 1
+                        log.warning("replay skipped %s[%d]@%d: %s", topic, tp.partition, record.offset, exc)
             result.applied[topic], result.skipped[topic] = applied, skipped
         finally:
             await consumer.stop()
