@@ -31,7 +31,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 # The fault suite's full run (about ten minutes); it rewrites the fault suite's section of docs/RELIABILITY.md.
-# QUANZU_FAULTS=short selects the short form (not yet in `make test`). QUANZU_FAULTS_SEED=N repeats a run's fault moments, warnings and answers.
+# `make test` runs the short form (QUANZU_FAULTS=off skips it). QUANZU_FAULTS_SEED=N repeats a run's fault moments, warnings and answers.
 test-faults: $(STAMP)
 	QUANZU_FAULTS=full $(BIN)/pytest tests/faults -s
 

@@ -28,7 +28,8 @@ FAULT_KEYS = ("kill", "pause", "lose", "postgres", "sms", "redeliver", "poison")
 
 
 def plan_from_env() -> Plan:
-    """QUANZU_FAULTS=full for the full run; QUANZU_FAULTS_RATE=<posts/s> lowers the load on a busy machine."""
+    """QUANZU_FAULTS=full for the full run (anything else: the short one); QUANZU_FAULTS_RATE=<posts/s> lowers the
+    load on a busy machine."""
     plan = FULL if os.environ.get("QUANZU_FAULTS") == "full" else SHORT
     rate = os.environ.get("QUANZU_FAULTS_RATE")
     return dataclasses.replace(plan, rate=float(rate)) if rate else plan
