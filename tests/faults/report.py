@@ -50,6 +50,12 @@ def _ratio(counts: tuple[int, int] | None) -> str:
     return f"{counts[0]}/{counts[1]} ({counts[0] / counts[1]:.1%})"
 
 
+def _detail(detail: str) -> str:
+    """Details such as "(185 poison messages) (250 of 250 dead letters)", joined with semicolons."""
+    parts = [p.strip(" ()") for p in detail.strip().split(") (")]
+    return "; ".join(p for p in parts if p) or "–"
+
+
 def history_row(outcome: Outcome, finished: str) -> str:
     slowest = outcome.slowest
     recovery = f"{slowest.recovery} ({slowest.name})" if slowest else "–"
@@ -73,9 +79,7 @@ def section(outcome: Outcome, finished: str, previous: list[str], load: str) -> 
     answers = ", ".join(f"{code} × {count}" for code, count in sorted(outcome.answers.items()))
     fired = ", ".join(f"{kind} {count}" for kind, count in outcome.deadlines_fired.items())
     rates = "; ".join(f"{label} {_ratio(outcome.rates.get(name))}" for name, label in RATE_NAMES.items())
-    faults = [
-        f"| {f.name} | {f.held_s:.1f} s | {f.recovery} | {f.detail.strip(' ()') or '–'} |" for f in outcome.faults
-    ]
+    faults = [f"| {f.name} | {f.held_s:.1f} s | {f.recovery} | {_detail(f.detail)} |" for f in outcome.faults]
     rows = [history_row(outcome, finished), *previous][:HISTORY_ROWS]
     problems = [f"- {p}" for p in outcome.problems[:20]] or ["- none"]
     return "\n".join(
