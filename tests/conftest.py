@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.cli import admin
 from services.dispatch.areas.policy import parse_areas_csv
@@ -27,6 +29,7 @@ from services.intake.settings import IntakeSettings
 from services.smsgw.main import create_app as create_smsgw
 from shared import migrate
 from shared.auth import generate_keypair
+from shared.db import make_engine
 from shared.devinfra import Broker, drop_database, ensure_database, free_port, start_postgres, wait_for
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
@@ -104,6 +107,27 @@ class AppClient(httpx.AsyncClient):
     def __init__(self, app: FastAPI, name: str) -> None:
         super().__init__(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
         self.app = app
+
+
+@asynccontextmanager
+async def scratch_schema(
+    database_url: str, schema: str, metadata: sa.MetaData, *, ddl: Iterable[str] = (), pool_size: int = 5
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on `schema`, created afresh with `metadata`'s tables (and `ddl` after them), dropped afterwards:
+    for tests of shared plumbing (timers, locking) on tables of their own."""
+    engine = make_engine(database_url, pool_size=pool_size)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        await conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        await conn.run_sync(metadata.create_all)
+        for statement in ddl:
+            await conn.execute(sa.text(statement))
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        await engine.dispose()
 
 
 @asynccontextmanager

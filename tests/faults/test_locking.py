@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work
+from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import wait_for
 from shared.timers import Due, TimerEngine, cancel, deadlines_table, schedule
+from tests.conftest import scratch_schema
 
 SCHEMA = "faults_locking"
 METADATA = sa.MetaData()
@@ -32,15 +33,8 @@ ITEMS = sa.Table(
 
 @pytest.fixture(scope="module")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=4)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        await conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-        await conn.run_sync(METADATA.create_all)
-    yield engine
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    await engine.dispose()
+    async with scratch_schema(database_url, SCHEMA, METADATA, pool_size=4) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work
+from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import wait_for
 from shared.timers import Due, TimerEngine, deadlines_table, notify_trigger_sql, schedule
+from tests.conftest import scratch_schema
 
 SCHEMA = "timers_test"
 TABLE = deadlines_table(sa.MetaData(), SCHEMA)
@@ -22,17 +23,8 @@ TABLE = deadlines_table(sa.MetaData(), SCHEMA)
 
 @pytest.fixture(scope="module")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=5)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        await conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-        await conn.run_sync(TABLE.metadata.create_all)
-        for statement in notify_trigger_sql(SCHEMA):
-            await conn.execute(sa.text(statement))
-    yield engine
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    await engine.dispose()
+    async with scratch_schema(database_url, SCHEMA, TABLE.metadata, ddl=notify_trigger_sql(SCHEMA)) as engine:
+        yield engine
 
 
 @pytest.fixture
