@@ -17,8 +17,8 @@ class Options:
     teams_per_area: int = 1
     operators_per_station: int = 2
     warnings_per_day: float = 1200.0
-    answer_p: float = 0.812
-    dissuade_p: float = 0.954
+    answer_p: float = Behaviour.answer_p  # one default, the subjects' own
+    dissuade_p: float = Behaviour.dissuade_p
     seed: int = 7
     start_hour: float = 0.0
     sla_target: float = 0.9
