@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, get_args
 
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
@@ -48,13 +47,15 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def new(
         cls, type: str, source: str, data: BaseModel, *, subject: str | None = None, schema_version: int = 1
     ) -> Envelope:
-        return cls(
+        # Built, not validated: every field is made here or is an already validated payload's dump, and on the
+        # hot paths (intake stores one of these per warning) validating it again cost as much as building it.
+        return cls.model_construct(
             id=uuid.uuid4(),
             type=type,
             source=source,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Header, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,6 +25,7 @@ from shared.problems import Problem
 class IntakeState:
     settings: IntakeSettings
     factory: SessionFactory
+    pool: asyncpg.Pool[asyncpg.Record]  # posting warnings (`warnings.service.accept`); the rest uses sessions
     sources: SourceDirectory
     areas: KnownAreas
     authenticator: Authenticator

@@ -124,7 +124,7 @@ def _accepted_body(result: service.Accepted) -> dict[str, Any]:
     responses=_ERRORS,
     openapi_extra=_body_schema(WarningCreate),
 )
-async def post_warning(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> JSONResponse:
+async def post_warning(request: Request, source: SourceDep, state: StateDep) -> JSONResponse:
     _throttle(state, source, 1)
     raw = await read_json(request, state.settings.max_body_bytes)
     parsed = _parse(raw, source.name, state)
@@ -132,7 +132,7 @@ async def post_warning(request: Request, source: SourceDep, state: StateDep, ses
         _count(source.name, raw, "rejected")
         raise validation_problem(parsed, "The warning record is invalid.")
     [result] = await service.accept(
-        session,
+        state.pool,
         source.name,
         [parsed],
         known_areas=state.areas,
@@ -156,7 +156,7 @@ async def post_warning(request: Request, source: SourceDep, state: StateDep, ses
 
 
 @router.post("/batch", responses=_ERRORS, openapi_extra=_body_schema(BatchCreate))
-async def post_batch(request: Request, source: SourceDep, state: StateDep, session: SessionDep) -> Response:
+async def post_batch(request: Request, source: SourceDep, state: StateDep) -> Response:
     """Up to 1,000 records. `results` answers each in request order: `code` is the HTTP status a single post of
     that record would get (202, 409, 422), with that answer's body; 202 means that record is stored."""
     raw = await read_json(request, state.settings.batch_max_bytes)
@@ -172,7 +172,7 @@ async def post_batch(request: Request, source: SourceDep, state: StateDep, sessi
     parsed = [_parse(item, source.name, state, prefix=f"warnings[{i}].") for i, item in enumerate(batch.warnings)]
     valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, WarningCreate)]
     accepted = await service.accept(
-        session,
+        state.pool,
         source.name,
         [p for _, p in valid],
         known_areas=state.areas,

@@ -18,10 +18,18 @@ class Verdict(StrEnum):
     CONFLICT = "conflict"
 
 
+def canonical(record: WarningCreate) -> dict[str, Any]:
+    """The normalised record as JSON values, without `source` (the API key says it): what is hashed and stored."""
+    return record.model_dump(mode="json", exclude={"source"})
+
+
+def digest(canonical_record: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(canonical_record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def content_hash(record: WarningCreate) -> str:
     """What "the same content" means for idempotency: the normalised record, so `+86 138…` equals `138…`."""
-    canonical = record.model_dump(mode="json", exclude={"source"})
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest(canonical(record))
 
 
 _NUL_ESCAPE = b"\\u0000"

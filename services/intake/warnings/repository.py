@@ -1,55 +1,60 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import text, tuple_
-from sqlmodel import col, select
+from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.warnings.models import Warning
+from shared.events import Envelope, Topic
 
-# (column, its PostgreSQL type) in the order of the insert below
-_COLUMNS = (
-    ("id", "uuid"), ("source", "text"), ("external_id", "text"), ("content_hash", "text"),
-    ("received_at", "timestamptz"), ("issued_at", "timestamptz"), ("area_code", "text"), ("assigned", "boolean"),
-    ("fraud_type", "text"), ("risk_level", "text"), ("in_progress", "boolean"), ("amount_at_risk", "float8"),
-    ("subject_key", "text"), ("subject", "jsonb"), ("evidence", "jsonb"),
-)  # fmt: skip
+# The record columns in the order `intake.store_warnings` takes them (migration intake_0003), after the source.
+_COLUMNS = ("id", "external_id", "content_hash", "received_at", "issued_at", "area_code", "assigned", "fraud_type",
+            "risk_level", "in_progress", "amount_at_risk", "subject_key", "subject", "evidence")  # fmt: skip
 _JSON_COLUMNS = ("subject", "evidence")
-# One array per column, unnested into rows: one statement (and one prepared plan) whatever the number of rows, the
-# arrays encoded by the driver. As a multi-row INSERT ... VALUES the ORM bound a batch's 15,000 parameters one by one
-# in Python, which took twice the client CPU this does.
-_INSERT_NEW = text(
-    f"INSERT INTO intake.warnings ({', '.join(c for c, _ in _COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _COLUMNS)}) "
-    "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"
-)
+_STORE = f"SELECT * FROM intake.store_warnings({', '.join(f'${n}' for n in range(1, 3 + len(_COLUMNS) + 6))})"
 
 
-async def insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert the rows whose (source, external_id) is new; returns the ids actually inserted."""
+@dataclass(frozen=True)
+class Stored:
+    inserted: set[uuid.UUID]
+    #: external_id → (id, content_hash, assigned) of the records this source had already stored
+    existing: dict[str, tuple[uuid.UUID, str, bool]]
+
+
+async def store(
+    pool: asyncpg.Pool[asyncpg.Record],
+    scope: dict[str, str],
+    source: str,
+    rows: list[dict[str, Any]],
+    events: list[Envelope],
+) -> Stored:
+    """Insert the rows whose (source, external_id) is new, each with its event (`events[i]` is `rows[i]`'s), in one
+    statement that is its own transaction: committed when this returns. Arrays, one per column, are unnested in the
+    database: one prepared statement whatever the number of rows, encoded by the driver."""
     if not rows:
-        return set()
-    columns: dict[str, list[Any]] = {c: [row[c] for row in rows] for c, _ in _COLUMNS}
+        return Stored(set(), {})
+    columns = [[row[c] for row in rows] for c in _COLUMNS]
     for c in _JSON_COLUMNS:
-        columns[c] = [orjson.dumps(value).decode() for value in columns[c]]
-    conn = await session.connection()
-    result = await conn.execute(_INSERT_NEW, columns)
-    return {row[0] for row in result.all()}
-
-
-async def find_existing(
-    session: AsyncSession, source: str, external_ids: list[str]
-) -> dict[str, tuple[uuid.UUID, str, bool]]:
-    """external_id → (id, content_hash, assigned) of the records this source already stored."""
-    if not external_ids:
-        return {}
-    stmt = select(Warning.external_id, Warning.id, Warning.content_hash, Warning.assigned).where(
-        tuple_(col(Warning.source), col(Warning.external_id)).in_([(source, e) for e in external_ids])
-    )
-    return {r[0]: (r[1], r[2], r[3]) for r in (await session.exec(stmt)).all()}
+        i = _COLUMNS.index(c)
+        columns[i] = [orjson.dumps(value).decode() for value in columns[i]]
+    records = await pool.fetch(
+        _STORE,
+        list(scope), list(scope.values()), source, *columns,
+        [e.id for e in events], [e.type for e in events], Topic.WARNINGS_RECEIVED.value,
+        [row["subject_key"].encode() for row in rows], [e.to_bytes() for e in events],
+    )  # fmt: skip
+    stored = Stored(set(), {})
+    for r in records:
+        if r["inserted"]:
+            stored.inserted.add(r["stored_id"])
+        else:
+            stored.existing[r["stored_external_id"]] = (r["stored_id"], r["stored_hash"], r["stored_assigned"])
+    return stored
 
 
 async def get(session: AsyncSession, warning_id: uuid.UUID) -> Warning | None:

@@ -8,18 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.intake.db import ACCESS_LOG, OUTBOX
+from services.intake.db import ACCESS_LOG
 from services.intake.sources.models import SourceIdentity
 from services.intake.warnings import repository
 from services.intake.warnings.models import WarningCreate, WarningPublic
-from services.intake.warnings.policy import Verdict, content_hash, replay_verdict
+from services.intake.warnings.policy import Verdict, canonical, digest, replay_verdict
 from shared import access_log
 from shared.auth import Principal
-from shared.events import Envelope, SubjectData, Topic, WarningReceivedV1
-from shared.outbox import enqueue_many
+from shared.events import Envelope, WarningReceivedV1
 from shared.personal import mask_subject, subject_key
+from shared.scope import source_settings
 
 EVENT_SOURCE = "quanzu/intake"
 
@@ -32,21 +33,23 @@ class Accepted:
 
 
 async def accept(
-    session: AsyncSession,
+    pool: asyncpg.Pool[asyncpg.Record],
     source: str,
     records: list[WarningCreate],
     *,
     known_areas: Container[str],
     subject_secret: str,
 ) -> list[Accepted]:
-    """Store the new records and their events; flush only (the caller's unit of work commits).
+    """Store the new records and their events, committed when this returns (one statement, its own transaction:
+    the hot path of every post, kept off the ORM's session).
 
     Results are in the order of `records`. A record whose (source, external_id) is already stored is a
     duplicate if its normalised content is the same, else a conflict; within one batch the first
     occurrence of an external_id wins and later ones are judged against it.
     """
     now = datetime.now(UTC)
-    hashes = [content_hash(r) for r in records]
+    forms = [canonical(r) for r in records]
+    hashes = [digest(f) for f in forms]
     first: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     for i, record in enumerate(records):
@@ -54,14 +57,17 @@ async def accept(
             continue
         first[record.external_id] = i
         rows.append(
-            _row(record, source=source, digest=hashes[i], now=now, known_areas=known_areas, secret=subject_secret)
-        )
+            _row(
+                record, forms[i], source=source, hashed=hashes[i], now=now, known_areas=known_areas,
+                secret=subject_secret,
+            )
+        )  # fmt: skip
 
-    inserted = await repository.insert_new(session, rows)
-    existing = await repository.find_existing(
-        session, source, [r["external_id"] for r in rows if r["id"] not in inserted]
-    )
-    fresh = {r["external_id"]: r for r in rows if r["id"] in inserted}
+    # The events are built before the insert says which rows are new (a replayed record's event is dropped by it):
+    # one statement stores the records and their events, and duplicates are rare.
+    stored = await repository.store(pool, source_settings(source), source, rows, [_event(row) for row in rows])
+    existing = stored.existing
+    fresh = {r["external_id"]: r for r in rows if r["id"] in stored.inserted}
 
     results: list[Accepted] = []
     for i, record in enumerate(records):
@@ -75,20 +81,15 @@ async def accept(
         else:
             stored_id, stored_hash, assigned = existing[ext]
             results.append(Accepted(replay_verdict(stored_hash, hashes[i]), stored_id, assigned))
-
-    await enqueue_many(
-        session,
-        OUTBOX,
-        [(Topic.WARNINGS_RECEIVED, row["subject_key"], _event(row)) for row in fresh.values()],
-    )
     return results
 
 
 def _row(
     record: WarningCreate,
+    form: dict[str, Any],
     *,
     source: str,
-    digest: str,
+    hashed: str,
     now: datetime,
     known_areas: Container[str],
     secret: str,
@@ -98,7 +99,7 @@ def _row(
         "id": uuid.uuid4(),
         "source": source,
         "external_id": record.external_id,
-        "content_hash": digest,
+        "content_hash": hashed,
         "received_at": now,
         "issued_at": record.issued_at,
         "area_code": record.area_code,
@@ -108,28 +109,15 @@ def _row(
         "in_progress": record.in_progress,
         "amount_at_risk": record.amount_at_risk,
         "subject_key": subject_key(secret, phone=subject.phone, id_number=subject.id_number),
-        "subject": subject.model_dump(mode="json"),
-        "evidence": record.evidence.model_dump(mode="json"),
+        "subject": form["subject"],
+        "evidence": form["evidence"],
     }
 
 
 def _event(row: dict[str, Any]) -> Envelope:
-    data = WarningReceivedV1(
-        warning_id=row["id"],
-        source=row["source"],
-        external_id=row["external_id"],
-        issued_at=row["issued_at"],
-        received_at=row["received_at"],
-        subject=SubjectData.model_validate(row["subject"]),
-        subject_key=row["subject_key"],
-        area_code=row["area_code"],
-        assigned=row["assigned"],
-        fraud_type=row["fraud_type"],
-        risk_level=row["risk_level"],
-        in_progress=row["in_progress"],
-        amount_at_risk=row["amount_at_risk"],
-        evidence=row["evidence"],
-    )
+    fields = ("source", "external_id", "issued_at", "received_at", "subject", "subject_key", "area_code", "assigned",
+              "fraud_type", "risk_level", "in_progress", "amount_at_risk", "evidence")  # fmt: skip
+    data = WarningReceivedV1.model_validate({"warning_id": row["id"], **{f: row[f] for f in fields}})
     return Envelope.new(WarningReceivedV1.TYPE, EVENT_SOURCE, data, subject=str(row["id"]))
 
 
