@@ -100,6 +100,7 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         idle_poll_s: float = 1.0,
+        linger_s: float = 0.01,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.service = service
@@ -109,6 +110,7 @@ class OutboxRelay:
         self.producer = producer
         self.batch_size = batch_size
         self.idle_poll_s = idle_poll_s
+        self.linger_s = linger_s
         self.retention = retention
         self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"quanzu-outbox-{table.schema}".encode())
@@ -129,13 +131,17 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                if published:
-                    continue
+                if published >= self.batch_size:
+                    continue  # a backlog: straight on with the next batch
                 await self._update_pending()
-                await self._purge_if_due()
+                if not published:
+                    await self._purge_if_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
                 self._wake.clear()
+                # Every commit that wrote events wakes the relay: at a thousand single-record commits a second, a
+                # batch per wake-up would be a transaction per event. Lingering lets the next commits join.
+                await asyncio.sleep(self.linger_s)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

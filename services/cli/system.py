@@ -56,7 +56,7 @@ class LocalSystem:
     pg_admin_url: str  # a PostgreSQL superuser URL; the system gets its own database there
     database: str = "quanzu_local"
     bootstrap: str | None = None  # an existing broker; None starts a private one
-    dispatch_replicas: int = 1
+    replicas: dict[str, int] = field(default_factory=dict)  # processes of a service, if more than one
     env: dict[str, str] = field(default_factory=dict)  # extra QUANZU_* settings for every process
     keep_database: bool = False
     processes: dict[str, Process] = field(default_factory=dict)
@@ -110,8 +110,7 @@ class LocalSystem:
         await asyncio.to_thread(migrate.upgrade, self.database_url)
         self.env = {**self._base_env(), **self.env}
         for service in SERVICES:
-            replicas = self.dispatch_replicas if service == "dispatch" else 1
-            for n in range(1, replicas + 1):
+            for n in range(1, self.replicas.get(service, 1) + 1):
                 name = service if n == 1 else f"{service}-{n}"
                 self.processes[name] = Process(name, service, free_port())
         for name in self.processes:

@@ -459,7 +459,9 @@ async def _poll(predicate: Any, timeout: float, what: str) -> bool:
 
 
 async def one_run(admin_url: str, home: Path, total: int, replicas: int, wait_s: float) -> Run:
-    async with LocalSystem(home=home, pg_admin_url=admin_url, database=DATABASE, dispatch_replicas=replicas) as system:
+    async with LocalSystem(
+        home=home, pg_admin_url=admin_url, database=DATABASE, replicas={"dispatch": replicas}
+    ) as system:
         conn = await asyncpg.connect(asyncpg_dsn(system.database_url), command_timeout=None)
         try:
             references = await make_references(system, conn)

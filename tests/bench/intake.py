@@ -61,6 +61,7 @@ BENCH_HOME = Path(".quanzu") / "bench-pg"
 SOURCE = "bench-upstream"
 RATE_LIMIT = 100_000.0  # the most a source may be given; the bucket then holds 200,000 records
 BATCH = 1_000
+INTAKE_PROCESSES = (1, 2)  # throughput of one intake process, then of two (replicas, as production runs intake)
 SINGLE_CONNECTIONS = (4, 16, 64, 128)
 BATCH_CONNECTIONS = (1, 2, 4, 8)
 FLOOR_WORKERS = (1, 2, 4)
@@ -189,9 +190,12 @@ def _meter(system: LocalSystem, postmaster: int) -> CpuMeter:
         process = system.broker.process if system.broker is not None else None
         return [process.pid] if process is not None else []
 
+    def intake() -> list[int]:
+        return [pid for name, p in system.processes.items() if p.service == "intake" for pid in pids(name)()]
+
     return CpuMeter(
         {
-            "intake": pids("intake"),
+            "intake": intake,
             "dispatch": pids("dispatch"),
             "feedback": pids("feedback"),
             "smsgw": pids("smsgw"),
@@ -322,6 +326,7 @@ async def floor(system: LocalSystem, data: FloorRows, seconds: float, meter: Cpu
 @dataclass
 class Step:
     kind: str  # "single" | "batch"
+    processes: int  # intake processes posted to, the connections spread over them
     connections: int
     records_per_s: float
     requests_per_s: float
@@ -352,7 +357,7 @@ async def ramp(
     levels: Sequence[int],
     make_request: load.RequestFactory,
     *,
-    port: int,
+    ports: Sequence[int],
     seconds: float,
     meter: CpuMeter,
     conn: asyncpg.Connection,
@@ -367,13 +372,14 @@ async def ramp(
     for connections in levels:
         result, cpu = await asyncio.gather(
             load.closed_loop(
-                port, make_request, connections=connections, seconds=seconds, records_of=records_of, counter=counter
+                ports, make_request, connections=connections, seconds=seconds, records_of=records_of, counter=counter
             ),
             meter.window(1.0, seconds),
         )
         drained = await _drain(conn)
         step = Step(
             kind,
+            len(ports),
             connections,
             result.records_per_s,
             result.requests_per_s,
@@ -386,7 +392,8 @@ async def ramp(
         )
         steps.append(step)
         print(
-            f"  {kind}, {connections} connections: {step.records_per_s:,.0f} records/s, p99 {step.p99_ms:,.0f} ms, "
+            f"  {kind}, {_processes(len(ports))}, {connections} connections: {step.records_per_s:,.0f} records/s, "
+            f"p99 {step.p99_ms:,.0f} ms, "
             f"{step.failed} failed, intake {cpu['intake']:.2f} cores, outbox drained in {drained:.1f} s",
             flush=True,
         )
@@ -476,10 +483,16 @@ async def _first_actions(
 
 
 async def latency(
-    system: LocalSystem, make_request: load.RequestFactory, *, port: int, seconds: float, wait: float, meter: CpuMeter
+    system: LocalSystem,
+    make_request: load.RequestFactory,
+    *,
+    ports: Sequence[int],
+    seconds: float,
+    wait: float,
+    meter: CpuMeter,
 ) -> Latency:
     run, cpu = await asyncio.gather(
-        load.open_loop(port, make_request, rate=LATENCY_RATE, seconds=seconds),
+        load.open_loop(ports, make_request, rate=LATENCY_RATE, seconds=seconds),
         meter.window(0.0, seconds),
     )
     ok = [s for s in run.sent if s.response is not None and s.response.status == 202]
@@ -562,7 +575,9 @@ async def _bench(
     admin_url: str, pgdata: Path, home: Path, seconds: float, latency_seconds: float, wait: float
 ) -> Result:
     started = time.monotonic()
-    async with LocalSystem(home=home, pg_admin_url=admin_url, database="quanzu_bench_intake") as system:
+    async with LocalSystem(
+        home=home, pg_admin_url=admin_url, database="quanzu_bench_intake", replicas={"intake": max(INTAKE_PROCESSES)}
+    ) as system:
         settings = system.settings
         demo = await admin.demo(settings)
         key = await admin.source_add(settings, SOURCE, RATE_LIMIT)
@@ -571,7 +586,8 @@ async def _bench(
         conn = await asyncpg.connect(asyncpg_dsn(system.database_url))
         try:
             postgres = str(await conn.fetchval("SHOW server_version"))
-            port = system.processes["intake"].port
+            ports = [p.port for p in system.processes.values() if p.service == "intake"]
+            port = ports[0]  # the Host header only; requests go where the generator's connections are
             issued = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
             records = Records(uuid.uuid4().hex[:8], tuple(sorted(demo.area_codes)), issued)
             meter = _meter(system, _postmaster(pgdata))
@@ -586,7 +602,7 @@ async def _bench(
             ceiling_single = await load.ceiling(single(1), connections=64, seconds=3)
             ceiling_batch = await load.ceiling(batch(1), connections=4, seconds=3, records_per_request=BATCH)
             print(f"latency at {LATENCY_RATE:.0f} records/s for {latency_seconds:.0f} s ...", flush=True)
-            lat = await latency(system, single(2), port=port, seconds=latency_seconds, wait=wait, meter=meter)
+            lat = await latency(system, single(2), ports=ports, seconds=latency_seconds, wait=wait, meter=meter)
             print(f"{latency_table(lat)}\n{latency_cpu_line(lat)}", flush=True)
             await _drain(conn)
             rss = {name: _rss_kib(system, name) for name in ("dispatch", "feedback")}
@@ -597,13 +613,19 @@ async def _bench(
             floor_steps = await floor(system, data, seconds, meter)
             await conn.execute("CHECKPOINT")
             print("single-record posts ...", flush=True)
-            kw: dict[str, Any] = {"port": port, "seconds": seconds, "meter": meter, "conn": conn}
-            singles = await ramp("single", SINGLE_CONNECTIONS, single(3), records_per_request=1, **kw)
+            kw: dict[str, Any] = {"seconds": seconds, "meter": meter, "conn": conn}
+            singles, batches = [], []
+            # Phases 3, 5 (single) and 4, 6 (batches): every step posts new records, none a replay of an earlier one.
+            for i, n in enumerate(INTAKE_PROCESSES):
+                kw["ports"] = ports[:n]
+                singles += await ramp("single", SINGLE_CONNECTIONS, single(3 + 2 * i), records_per_request=1, **kw)
             print("1,000-record batches ...", flush=True)
-            batches = await ramp("batch", BATCH_CONNECTIONS, batch(4), records_per_request=BATCH, **kw)
+            for i, n in enumerate(INTAKE_PROCESSES):
+                kw["ports"] = ports[:n]
+                batches += await ramp("batch", BATCH_CONNECTIONS, batch(4 + 2 * i), records_per_request=BATCH, **kw)
         finally:
             await conn.close()
-        rss |= {name: _rss_kib(system, name) for name in ("intake", "smsgw")}
+        rss |= {name: _rss_kib(system, name) for name in system.processes if name not in rss}
         memory = {name: (system.peak_rss_kib(name), rss[name]) for name in system.processes}
     return Result(
         ceiling_single, ceiling_batch, lat, floor_steps, singles, batches, memory, await _import_peak_kib(), postgres,
@@ -674,7 +696,7 @@ def throughput_table(result: Result) -> str:
         what = "single posts" if step.kind == "single" else "1,000-record batches"
         rows.append(
             [
-                f"{what}, {step.connections} connections",
+                f"{what}, {_processes(step.processes)}, {step.connections} connections",
                 _n(step.records_per_s),
                 f"{step.records_per_s / floor_rate(result):.2f}",
                 f"{step.p50_ms:,.1f}",
@@ -718,6 +740,10 @@ def ceiling_line(result: Result) -> str:
     )
 
 
+def _processes(n: int) -> str:
+    return "1 intake process" if n == 1 else f"{n} intake processes"
+
+
 def _goal(met: bool) -> str:
     return "met" if met else "not met"
 
@@ -726,8 +752,9 @@ def headline(result: Result) -> str:
     single, batch, lat = best(result.single), best(result.batch), result.latency
     ratio = batch.records_per_s / floor_rate(result)
     return (
-        f"**Single posts: {single.records_per_s:,.0f} records/s at {single.connections} connections (goal ≥ 1,500: "
-        f"{_goal(single.records_per_s >= 1500)}). Batches: {batch.records_per_s:,.0f} records/s, {ratio:.0%} of the "
+        f"**Single posts: {single.records_per_s:,.0f} records/s with {_processes(single.processes)} at "
+        f"{single.connections} connections (goal ≥ 1,500: {_goal(single.records_per_s >= 1500)}). Batches: "
+        f"{batch.records_per_s:,.0f} records/s with {_processes(batch.processes)}, {ratio:.0%} of the "
         f"floor's {floor_rate(result):,.0f} (goal ≥ 50%: {_goal(ratio >= 0.5)}). At {lat.rate:,.0f} records/s: intake "
         f"p99 {lat.intake.cell('p99')} ms (goal < 50 ms: {_goal(lat.intake.ms['p99'] < 50)}); intake → SMS p99 "
         f"{lat.sms.cell('p99')} ms (goal < 1 s: {_goal(lat.sms.ms['p99'] < 1000)}).**"
@@ -752,9 +779,11 @@ def markdown(result: Result) -> str:
     return "\n\n".join(
         [
             headline(result),
-            "What: a whole Quanzu of real processes on this machine (`LocalSystem`: its own tansu broker, one intake "
-            "process as production runs it, `quanzu serve intake` with one uvicorn worker, one dispatch, feedback, "
-            "the development SMS gateway) on a private embedded PostgreSQL, the demo district, and a source allowed "
+            "What: a whole Quanzu of real processes on this machine (`LocalSystem`: its own tansu broker, "
+            f"{max(INTAKE_PROCESSES)} intake processes as production runs intake (replicas, each `quanzu serve "
+            "intake` with one uvicorn worker; the generator spreads its connections over them as a load balancer "
+            "would), one dispatch, feedback, the development SMS gateway) on a private embedded PostgreSQL, the "
+            "demo district, and a source allowed "
             f"{RATE_LIMIT:,.0f} records/s. Records are contract §1 warnings of about "
             f"{len(Records('x' * 8, ('370202-011',), '2026-01-01T00:00:00+00:00').one(1, 1))} bytes, each with its "
             "own external_id and phone number, spread over the 12 demo areas and the risk levels "
@@ -776,8 +805,9 @@ def markdown(result: Result) -> str:
             "the same records straight to PostgreSQL (asyncpg `copy_records_to_table`, 1,000 per COPY, into a copy "
             "of intake's warnings table with its indexes) while producing their `warning.received` events straight "
             "to the broker (aiokafka, acks=all, no idempotence, the services' producer settings), no HTTP and no "
-            "validation. Intake is posted to by N connections each sending its next request when the last was "
-            f"answered, {result.seconds:.0f} s per step after 1 s of warm-up, connections raised until throughput "
+            "validation. Intake, one process and then both, is posted to by N connections each sending its next "
+            f"request when the last was answered, {result.seconds:.0f} s per step after 1 s of warm-up, connections "
+            "raised until throughput "
             "stopped rising by 5%. Cores are CPU seconds per second over the step (`postgres`: every PostgreSQL "
             "process; `machine`: every core of the machine busy, other work included). After each step the "
             "bench waited for intake's outbox to be published (last column), so each step's records did reach the "

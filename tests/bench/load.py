@@ -129,7 +129,7 @@ class ClosedLoopResult:
 
 
 async def closed_loop(
-    port: int,
+    ports: Sequence[int],
     make_request: RequestFactory,
     *,
     connections: int,
@@ -139,13 +139,14 @@ async def closed_loop(
     counter: itertools.count[int] | None = None,
 ) -> ClosedLoopResult:
     """Each connection sends its next request when the last was answered; answers completing during the
-    `seconds` after `warmup` are counted."""
+    `seconds` after `warmup` are counted. Connections are spread over `ports` in turn (replicas of a service, as a
+    load balancer would)."""
     numbers = counter if counter is not None else itertools.count()
     result = ClosedLoopResult(connections, seconds, 0, 0, Counter(), 0, [], 0.0)
     start = time.monotonic()
     window = (start + warmup, start + warmup + seconds)
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         try:
             conn = await Connection.open(port)
         except OSError:
@@ -175,7 +176,7 @@ async def closed_loop(
         await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
         result.generator_cpu = cpu_seconds() - cpu
 
-    await asyncio.gather(meter(), *(worker() for _ in range(connections)))
+    await asyncio.gather(meter(), *(worker(ports[i % len(ports)]) for i in range(connections)))
     return result
 
 
@@ -211,7 +212,7 @@ class OpenLoopResult:
 
 
 async def open_loop(
-    port: int,
+    ports: Sequence[int],
     make_request: RequestFactory,
     *,
     rate: float,
@@ -220,8 +221,8 @@ async def open_loop(
     max_connections: int = 512,
 ) -> OpenLoopResult:
     """`rate` requests per second for `seconds`, each on an idle connection or a new one (up to
-    `max_connections`; beyond that a request waits, and its wait counts in its latency). Requests still unanswered
-    `grace` seconds after the last was due are abandoned, with an infinite latency."""
+    `max_connections`, opened to `ports` in turn; beyond that a request waits, and its wait counts in its latency).
+    Requests still unanswered `grace` seconds after the last was due are abandoned, with an infinite latency."""
     idle: list[Connection] = []
     slots = asyncio.Semaphore(max_connections)
     started, started_wall = time.monotonic(), time.time()
@@ -235,7 +236,7 @@ async def open_loop(
             async with slots:
                 conn = idle.pop() if idle else None
                 if conn is None:
-                    conn = await Connection.open(port)
+                    conn = await Connection.open(ports[result.connections_opened % len(ports)])
                     result.connections_opened += 1
                 response = await conn.exchange(request)
                 result.sent.append(Sent(n, scheduled, time.monotonic(), response))
@@ -322,7 +323,7 @@ async def ceiling(
 
         await wait_for(listening, timeout=30, interval=0.05, message="the trivial server")
         return await closed_loop(
-            port,
+            [port],
             make_request,
             connections=connections,
             seconds=seconds,

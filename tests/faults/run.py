@@ -89,8 +89,14 @@ async def fault_run(plan: Plan, seed: int, home: Path) -> Outcome:
     try:
         # INFO: the consumers' rebalances and commits are in the processes' logs. The database stays in the
         # server's data directory, which the test removes only when the run passed: a failed run can be read back.
-        system = LocalSystem(home=home / "system", pg_admin_url=admin_url, database="quanzu_faults",
-                             dispatch_replicas=2, env={"QUANZU_LOG_LEVEL": "INFO"}, keep_database=True)  # fmt: skip
+        system = LocalSystem(
+            home=home / "system",
+            pg_admin_url=admin_url,
+            database="quanzu_faults",
+            replicas={"dispatch": 2},
+            env={"QUANZU_LOG_LEVEL": "INFO"},
+            keep_database=True,
+        )
         async with system:
             db = Database(system.database_url)
             await db.open()

@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.intake.warnings import service
 from services.intake.warnings.models import Warning, WarningCreate
-from services.intake.warnings.policy import may_hold_nul
+from services.intake.warnings.policy import canonical, digest, may_hold_nul
 from services.intake.warnings.repository import _COLUMNS
+from shared.events import Envelope, SubjectData, WarningReceivedV1
 from shared.problems import nul_fields
 from tests.bench import load
 from tests.bench.intake import BATCH, Records, accepted_in_batch, dist
@@ -49,6 +52,31 @@ def test_the_nul_pre_check_spares_ordinary_records_and_walks_what_it_cannot_writ
 def test_the_store_writes_every_column_of_the_warnings_table() -> None:
     table = Warning.__table__  # type: ignore[attr-defined]
     assert sorted(["source", *_COLUMNS]) == sorted(c.name for c in table.columns)  # the source is one value
+
+
+def test_a_warning_event_built_in_one_pass_is_the_one_the_models_build() -> None:
+    record = WarningCreate.model_validate_json(RECORDS.one(1, 7))
+    form = canonical(record)
+    now = datetime.now(UTC)
+    row = service._row(
+        record, form, source="bank-a", hashed=digest(form), now=now, known_areas={"370202-011"}, secret="k"
+    )
+    event_id, value = service._event(row)
+    data = WarningReceivedV1(
+        warning_id=row["id"], source="bank-a", external_id=record.external_id, issued_at=record.issued_at,
+        received_at=now, subject=SubjectData.model_validate(form["subject"]), subject_key=row["subject_key"],
+        area_code=record.area_code, assigned=row["assigned"], fraud_type=record.fraud_type,
+        risk_level=record.risk_level, in_progress=record.in_progress, amount_at_risk=record.amount_at_risk,
+        evidence=form["evidence"],
+    )  # fmt: skip
+    modelled = Envelope.new(WarningReceivedV1.TYPE, service.EVENT_SOURCE, data, subject=str(row["id"]))
+    fast = orjson.loads(value)
+    assert fast["id"] == str(event_id)
+    assert {k: v for k, v in fast.items() if k not in ("id", "time")} == {
+        k: v for k, v in orjson.loads(modelled.to_bytes()).items() if k not in ("id", "time")
+    }
+    assert Envelope.model_validate_json(value).time.utcoffset() == timedelta(0)
+    assert fast["time"].endswith("Z")  # as pydantic writes UTC
 
 
 def test_bench_records_are_valid_and_distinct() -> None:

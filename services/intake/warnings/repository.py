@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.warnings.models import Warning
-from shared.events import Envelope, Topic
+from shared.events import Topic, WarningReceivedV1
 
 # The record columns in the order `intake.store_warnings` takes them (migration intake_0003), after the source.
 _COLUMNS = ("id", "external_id", "content_hash", "received_at", "issued_at", "area_code", "assigned", "fraud_type",
@@ -31,11 +31,12 @@ async def store(
     scope: dict[str, str],
     source: str,
     rows: list[dict[str, Any]],
-    events: list[Envelope],
+    events: list[tuple[uuid.UUID, bytes]],
 ) -> Stored:
-    """Insert the rows whose (source, external_id) is new, each with its event (`events[i]` is `rows[i]`'s), in one
-    statement that is its own transaction: committed when this returns. Arrays, one per column, are unnested in the
-    database: one prepared statement whatever the number of rows, encoded by the driver."""
+    """Insert the rows whose (source, external_id) is new, each with its `warning.received` (`events[i]`, id and
+    bytes, is `rows[i]`'s), in one statement that is its own transaction: committed when this returns. Arrays, one
+    per column, are unnested in the database: one prepared statement whatever the number of rows, encoded by the
+    driver."""
     if not rows:
         return Stored(set(), {})
     columns = [[row[c] for row in rows] for c in _COLUMNS]
@@ -45,8 +46,8 @@ async def store(
     records = await pool.fetch(
         _STORE,
         list(scope), list(scope.values()), source, *columns,
-        [e.id for e in events], [e.type for e in events], Topic.WARNINGS_RECEIVED.value,
-        [row["subject_key"].encode() for row in rows], [e.to_bytes() for e in events],
+        [event_id for event_id, _ in events], [WarningReceivedV1.TYPE] * len(events), Topic.WARNINGS_RECEIVED.value,
+        [row["subject_key"].encode() for row in rows], [value for _, value in events],
     )  # fmt: skip
     stored = Stored(set(), {})
     for r in records:

@@ -18,7 +18,7 @@ from services.intake.warnings.models import WarningCreate, WarningPublic
 from services.intake.warnings.policy import Verdict, canonical, digest, replay_verdict
 from shared import access_log
 from shared.auth import Principal
-from shared.events import Envelope, WarningReceivedV1
+from shared.events import WarningReceivedV1, envelope_json
 from shared.personal import mask_subject, subject_key
 from shared.scope import source_settings
 
@@ -114,11 +114,16 @@ def _row(
     }
 
 
-def _event(row: dict[str, Any]) -> Envelope:
-    fields = ("source", "external_id", "issued_at", "received_at", "subject", "subject_key", "area_code", "assigned",
-              "fraud_type", "risk_level", "in_progress", "amount_at_risk", "evidence")  # fmt: skip
-    data = WarningReceivedV1.model_validate({"warning_id": row["id"], **{f: row[f] for f in fields}})
-    return Envelope.new(WarningReceivedV1.TYPE, EVENT_SOURCE, data, subject=str(row["id"]))
+#: `warning.received`'s fields (WarningReceivedV1) as a stored row holds them, but for its id
+_EVENT_FIELDS = ("source", "external_id", "issued_at", "received_at", "subject", "subject_key", "area_code", "assigned",
+                 "fraud_type", "risk_level", "in_progress", "amount_at_risk", "evidence")  # fmt: skip
+
+
+def _event(row: dict[str, Any]) -> tuple[uuid.UUID, bytes]:
+    """The row's `warning.received` (WarningReceivedV1) as an envelope's id and bytes. The row's values are the
+    validated record's own (its subject and evidence as JSON already), so the payload is not validated again."""
+    data = {"warning_id": row["id"], **{f: row[f] for f in _EVENT_FIELDS}}
+    return envelope_json(WarningReceivedV1.TYPE, EVENT_SOURCE, data, subject=str(row["id"]))
 
 
 PERSONAL_FIELDS = ("phone", "name", "id_number", "address")
