@@ -22,7 +22,7 @@ from shared.kafka import ConsumerLoop, make_producer
 from shared.logs import configure_logging
 from shared.outbox import OutboxRelay
 from shared.runtime import Background, Runner
-from shared.scope import app_role
+from shared.scope import app_role, system_settings
 from shared.settings import CommonSettings
 
 
@@ -32,8 +32,12 @@ class Runtime:
 
     service: str
     settings: CommonSettings
-    engine: AsyncEngine
+    engine: AsyncEngine  # requests: each transaction sets its caller's scope
     factory: SessionFactory
+    #: Background work (consumers, relay, timers, jobs), always the service itself: its connections start in the
+    #: system scope and are not pinged, two round trips fewer per transaction. Never for a request's work.
+    system_engine: AsyncEngine
+    system_factory: SessionFactory
     producer: AIOKafkaProducer
     runners: dict[str, Runner] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -41,19 +45,26 @@ class Runtime:
 
     @classmethod
     def open(cls, service: str, settings: CommonSettings) -> Runtime:
-        engine = make_engine(
-            settings.require_database_url(),
+        url, role = settings.require_database_url(), app_role(service)
+        engine = make_engine(url, pool_size=settings.db_pool_size, application_name=f"quanzu-{service}", role=role)
+        system = make_engine(
+            url,
             pool_size=settings.db_pool_size,
-            application_name=f"quanzu-{service}",
-            role=app_role(service),
+            application_name=f"quanzu-{service}-system",
+            role=role,
+            scope=system_settings(),
+            pre_ping=False,
         )
         producer = make_producer(settings.kafka_bootstrap_servers, client_id=f"quanzu-{service}")
-        return cls(service, settings, engine, make_session_factory(engine), producer)
+        return cls(
+            service, settings, engine, make_session_factory(engine),
+            system, make_session_factory(system, preset_scope=system_settings()), producer,
+        )  # fmt: skip
 
     def relay(self, outbox: sa.Table) -> OutboxRelay:
         relay = OutboxRelay(
             service=self.service,
-            engine=self.engine,
+            engine=self.system_engine,
             database_url=self.settings.require_database_url(),
             table=outbox,
             producer=self.producer,
@@ -67,7 +78,7 @@ class Runtime:
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group=group,
             topics=[topic],
-            handler=transactional(self.factory, inbox, group, handler),
+            handler=transactional(self.system_factory, inbox, group, handler),
             producer=self.producer,
             concurrency=self.settings.consumer_concurrency,
         )
@@ -85,6 +96,7 @@ class Runtime:
         for closer in self.closers:
             await closer()
         await self.engine.dispose()
+        await self.system_engine.dispose()
 
     def checks(self) -> dict[str, Check]:
         broker: Check = self.background.broker_reachable if self.background else _never

@@ -36,7 +36,13 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, application_name: str = "quanzu", role: str | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    application_name: str = "quanzu",
+    role: str | None = None,
+    scope: dict[str, str] | None = None,
+    pre_ping: bool = True,
 ) -> AsyncEngine:
     """An engine; with `role`, every connection runs as that role (one that owns nothing and cannot bypass
     row-level security), so the service's queries are held to the caller's scope whoever logged in.
@@ -44,15 +50,20 @@ def make_engine(
     The role is a startup parameter of the connection, not a `SET ROLE` statement: a session-level SET
     issued inside a transaction is undone when that transaction rolls back, which would silently hand a
     pooled connection back its login role (a superuser, in development) and bypass every policy.
+
+    `scope`, likewise a startup parameter, is the scope of every transaction that sets none of its own: only for
+    an engine that no request handler uses (`Runtime.system_engine`). `pre_ping` tests each connection before use
+    (a round trip): requests want it, so that a database restart costs no client an error; background work,
+    which retries anyway, does not.
     """
-    server_settings = {"application_name": application_name}
+    server_settings = {"application_name": application_name, **(scope or {})}
     if role is not None:
         server_settings["role"] = role
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=5,
         connect_args={"server_settings": server_settings, "timeout": 5, "command_timeout": 30},
     )
@@ -83,18 +94,21 @@ def make_pool(
     )
 
 
-def make_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+def make_session_factory(engine: AsyncEngine, *, preset_scope: dict[str, str] | None = None) -> SessionFactory:
+    """Sessions on `engine`; `preset_scope`: the scope its connections start with (`make_engine(scope=...)`)."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, info={"preset_scope": preset_scope})
 
 
 @asynccontextmanager
 async def unit_of_work(factory: SessionFactory, scope: dict[str, str] | None = None) -> AsyncIterator[AsyncSession]:
     """One transaction: commits if the block succeeds, rolls back if it raises. Services only flush.
 
-    `scope` sets who is acting for row-level security (`shared.scope`); without it scoped rows are invisible.
+    `scope` sets who is acting for row-level security (`shared.scope`); without it scoped rows are invisible. On a
+    factory whose connections start with that scope already, setting it again is skipped (a round trip saved in
+    every consumer's and timer's transaction).
     """
     async with factory() as session, session.begin():
-        if scope:
+        if scope and scope != session.info.get("preset_scope"):
             await set_local(session, scope)
         yield session
 
@@ -161,8 +175,9 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-async def listen(database_url: str, channel: str, on_notify: Callable[[], None]) -> None:
-    """LISTEN on `channel` for as long as the task runs, reconnecting when the connection drops."""
+async def listen(database_url: str, channel: str, on_notify: Callable[[str], None]) -> None:
+    """LISTEN on `channel` for as long as the task runs, reconnecting when the connection drops; `on_notify` gets
+    each notification's payload."""
     while True:
         try:
             conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
@@ -173,7 +188,7 @@ async def listen(database_url: str, channel: str, on_notify: Callable[[], None])
         closed = asyncio.Event()
         conn.add_termination_listener(lambda *_, closed=closed: closed.set())
         try:
-            await conn.add_listener(channel, lambda *_: on_notify())
+            await conn.add_listener(channel, lambda _conn, _pid, _channel, payload: on_notify(payload))
             await closed.wait()
         finally:
             with contextlib.suppress(Exception):

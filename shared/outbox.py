@@ -147,7 +147,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
-    def wake(self) -> None:
+    def wake(self, _payload: str = "") -> None:
         self._wake.set()
 
     async def publish_batch(self) -> int:

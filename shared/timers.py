@@ -4,8 +4,11 @@
   so any number of replicas can run, each deadline's effect commits once, and a crash before the commit
   leaves it to be fired again (by this replica after a restart, or by another at once).
 - The engine sleeps until the next due time, and is woken early when a nearer deadline is written
-  (a statement trigger NOTIFYs on insert): no polling interval to be late by. New work is acted on when
-  its event arrives; timers are only for what must happen later.
+  (a statement trigger NOTIFYs on insert, naming the kinds, how many and how soon): no polling interval to be late
+  by. One listener per process (`Waker`) wakes only the engines a notification concerns, only as many as it has
+  deadlines for, and only if they are due before the engine meant to wake anyway: every case a warning opens
+  writes deadlines, and waking every engine for each of them was a fifth of dispatch's work. New work is acted on
+  when its event arrives; timers are only for what must happen later.
 - A handler that raises is retried with backoff in its own savepoint, without holding up the others;
   after `max_attempts` the deadline is marked fired with its error, and logged, so it cannot loop forever.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +28,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import SessionFactory, is_database_unavailable, listen, unit_of_work
@@ -75,6 +80,42 @@ def notify_trigger_sql(schema: str) -> list[str]:
     ]
 
 
+def wake_trigger_sql(schema: str) -> list[str]:
+    """DDL for migrations: when a transaction that wrote deadlines commits, one notification per kind written,
+    "<kind> <earliest due_at, epoch seconds> <how many>" (`Notified.parse`). Replaces `notify_trigger_sql`'s
+    trigger, whose empty notification woke every engine."""
+    return [
+        f"""CREATE OR REPLACE FUNCTION {schema}.deadlines_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE r record;
+            BEGIN
+              FOR r IN SELECT kind, min(due_at) AS due, count(*) AS n FROM inserted GROUP BY kind LOOP
+                PERFORM pg_notify('{channel(schema)}', r.kind || ' ' || extract(epoch FROM r.due) || ' ' || r.n);
+              END LOOP;
+              RETURN NULL;
+            END $$""",
+        f"""CREATE TRIGGER deadlines_wake AFTER INSERT ON {schema}.deadlines REFERENCING NEW TABLE AS inserted
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.deadlines_wake()""",
+    ]
+
+
+@dataclass(frozen=True)
+class Notified:
+    kind: str | None  # None: a notification without details (the old trigger's), for every engine at once
+    due: float  # when the earliest of them is due, on this process's time.monotonic() clock
+    count: int
+
+    @classmethod
+    def parse(cls, payload: str, *, wall: float, monotonic: float) -> Notified:
+        """`wall` and `monotonic`: now on both clocks, to move the database's epoch onto the monotonic one (a clock
+        apart from the database's wakes an engine early or late by as much; it then asks the database itself)."""
+        parts = payload.rsplit(" ", 2)
+        try:
+            kind, due, count = parts[0], float(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            return cls(None, monotonic, 1)
+        return cls(kind, monotonic + (due - wall), count)
+
+
 @dataclass(frozen=True)
 class Due:
     id: int
@@ -118,6 +159,33 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
 
 
 Handler = Callable[[AsyncSession, Due], Awaitable[None]]
+LOCKED_RETRY_S = 0.25  # due deadlines that other engines hold: look again this much later, not at once
+
+
+@dataclass(frozen=True)
+class Fired:
+    claimed: int
+    next_in_s: float | None  # until the next pending deadline is due (<= 0: due now), None: none pending
+    full: bool  # the round stopped at its batch size or time: more may be due at once
+
+
+class Waker:
+    """The deadlines table's notifications, heard once per process and handed to the engines they concern."""
+
+    def __init__(self, database_url: str, table: sa.Table) -> None:
+        self.database_url = database_url
+        self.table = table
+        self.engines: list[TimerEngine] = []
+
+    async def run(self) -> None:
+        await listen(self.database_url, channel(str(self.table.schema)), self.notify)
+
+    def notify(self, payload: str) -> None:
+        notified = Notified.parse(payload, wall=time.time(), monotonic=time.monotonic())
+        left = notified.count
+        for engine in self.engines:
+            if left > 0 and engine.wants(notified.kind) and engine.offer(notified.due):
+                left -= 1
 
 
 class TimerEngine:
@@ -134,6 +202,7 @@ class TimerEngine:
         max_attempts: int = 5,
         kinds: tuple[str, ...] | None = None,
         exclude_kinds: tuple[str, ...] = (),
+        waker: Waker | None = None,
     ) -> None:
         self.factory = factory
         self.database_url = database_url
@@ -146,29 +215,72 @@ class TimerEngine:
         # Separate engines for separate kinds: a slow SMS provider must not hold up escalations.
         self.kinds = kinds
         self.exclude_kinds = exclude_kinds
+        # None: the engine listens for itself (a process with one engine on the table)
+        self.waker = waker
+        if waker is not None:
+            waker.engines.append(self)
         self._wake = asyncio.Event()
+        self._busy = True
+        self._wake_at = math.inf  # when it means to wake (time.monotonic()), while idle
+        self._notified = math.inf  # the earliest deadline notified while it was busy
+
+    def wants(self, kind: str | None) -> bool:
+        if kind is None:
+            return True
+        return kind not in self.exclude_kinds and (self.kinds is None or kind in self.kinds)
+
+    def offer(self, due: float) -> bool:
+        """A deadline of this engine's kinds, due at `due`, was written; True if that woke the engine."""
+        if self._busy:
+            self._notified = min(self._notified, due)  # it looks at the table again when this round ends
+            return False
+        if due >= self._wake_at:
+            return False  # it wakes in time anyway
+        self._wake_at = due
+        self._wake.set()
+        return True
 
     async def run(self) -> None:
-        listener = asyncio.create_task(listen(self.database_url, channel(str(self.table.schema)), self._wake.set))
+        own = None
+        if self.waker is None:
+            waker = Waker(self.database_url, self.table)
+            waker.engines.append(self)
+            own = asyncio.create_task(waker.run())
         try:
             while True:
+                self._busy, self._notified = True, math.inf
                 try:
-                    if await self.fire_due():
-                        continue
-                    delay = await self._seconds_to_next()
+                    delay = self._delay(await self.fire_due())
                 except Exception as exc:
                     log.warning("deadlines: %s; retrying", exc)
                     delay = 1.0
+                delay = min(delay, max(self._notified - time.monotonic(), 0.0))
+                if delay <= 0:
+                    continue
+                self._wake.clear()
+                self._wake_at = time.monotonic() + delay
+                self._busy = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
-                self._wake.clear()
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            if own is not None:
+                own.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await own
 
-    async def fire_due(self) -> int:
-        """Claim and fire one batch of due deadlines in one transaction; returns how many were claimed.
+    def _delay(self, fired: Fired) -> float:
+        if fired.full:
+            return 0.0
+        if fired.next_in_s is None:
+            return self.max_sleep_s
+        if fired.next_in_s <= 0:
+            # Due, but not claimed by this round: held by another engine (or come due since it looked). Spinning
+            # on them until that engine commits was most of what idle SMS senders did.
+            return 0.0 if fired.claimed else LOCKED_RETRY_S
+        return min(fired.next_in_s, self.max_sleep_s)
+
+    async def fire_due(self) -> Fired:
+        """Claim and fire one batch of due deadlines in one transaction, and find when the next is due.
 
         The batch commits after `batch_size` deadlines or `max_batch_s` seconds, whichever comes first: effects
         appear only when their transaction commits, so a long batch would hold all of them back until its end (200
@@ -178,6 +290,8 @@ class TimerEngine:
         t = self.table
         fired: list[tuple[str, float]] = []
         started = time.monotonic()
+        full = False
+        next_in_s: float | None = 0.0
         async with unit_of_work(self.factory, system_settings()) as session:
             conn = await session.connection()
             rows = (
@@ -191,6 +305,7 @@ class TimerEngine:
             ).all()
             for row in rows:
                 if time.monotonic() - started >= self.max_batch_s:
+                    full = True
                     break
                 due = Due(row.id, row.kind, row.ref, row.due_at, row.attempts)
                 try:
@@ -202,11 +317,14 @@ class TimerEngine:
                 mark = sa.update(t).where(t.c.id == due.id).values(fired_at=sa.func.clock_timestamp())
                 fired_at = (await conn.execute(mark.returning(t.c.fired_at))).scalar_one()
                 fired.append((due.kind, max((fired_at - due.due_at).total_seconds(), 0.0)))
+            full = full or len(rows) >= self.batch_size
+            if not full:  # in the same transaction: one round trip, not another transaction
+                next_in_s = await self._seconds_to_next(conn)
         # observed once committed: a batch that fails to commit has fired nothing
         for kind, lateness in fired:
             LATENESS.labels(kind).observe(lateness)
             FIRED.labels(kind, "fired").inc()
-        return len(rows)
+        return Fired(len(rows), next_in_s, full)
 
     def _kind_filter(self) -> list[sa.ColumnElement[bool]]:
         t = self.table
@@ -243,17 +361,13 @@ class TimerEngine:
             values = {"due_at": retry_at, "attempts": attempts, "last_error": str(exc)[:500]}
         await conn.execute(sa.update(t).where(t.c.id == due.id).values(**values))
 
-    async def _seconds_to_next(self) -> float:
+    async def _seconds_to_next(self, conn: AsyncConnection) -> float | None:
         t = self.table
-        async with unit_of_work(self.factory, system_settings()) as session:
-            conn = await session.connection()
-            wait = (
-                await conn.execute(
-                    sa.select(sa.func.extract("epoch", sa.func.min(t.c.due_at) - sa.func.clock_timestamp())).where(
-                        t.c.fired_at.is_(None), *self._kind_filter()
-                    )
+        wait = (
+            await conn.execute(
+                sa.select(sa.func.extract("epoch", sa.func.min(t.c.due_at) - sa.func.clock_timestamp())).where(
+                    t.c.fired_at.is_(None), *self._kind_filter()
                 )
-            ).scalar()
-        if wait is None:
-            return self.max_sleep_s
-        return min(max(float(wait), 0.0), self.max_sleep_s)
+            )
+        ).scalar()
+        return None if wait is None else float(wait)

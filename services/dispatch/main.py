@@ -37,7 +37,7 @@ from shared.db import unit_of_work
 from shared.deps import Authenticator
 from shared.events import Topic
 from shared.runtime import every
-from shared.timers import TimerEngine
+from shared.timers import TimerEngine, Waker
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -54,8 +54,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             (OUTCOMES_GROUP, Topic.FEEDBACK_OUTCOMES, handlers.on_outcome(notifier)),
         ):
             rt.consume(group, topic, handler, INBOX)
+        waker = Waker(settings.require_database_url(), DEADLINES)  # one listener for the engines below
+        rt.runners["deadline-notifications"] = waker.run
         escalations = TimerEngine(
-            factory=rt.factory,
+            waker=waker,
+            factory=rt.system_factory,
             database_url=settings.require_database_url(),
             table=DEADLINES,
             handler=handlers.on_deadline(notifier),
@@ -72,7 +75,8 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         )
         for n in range(settings.sms_concurrency):
             sms = TimerEngine(
-                factory=rt.factory,
+                waker=waker,
+                factory=rt.system_factory,
                 database_url=settings.require_database_url(),
                 table=DEADLINES,
                 handler=handlers.on_sms_due(provider, notifier),
@@ -81,10 +85,10 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
                 max_attempts=SMS_ATTEMPTS,
             )
             rt.runners[f"sms-{n}"] = sms.run
-        gauge = OpenCasesGauge(rt.factory)
+        gauge = OpenCasesGauge(rt.system_factory)
         rt.runners["open-cases-gauge"] = lambda: every(15, gauge.refresh, "refreshing the open-cases gauge")
         rt.runners["retention"] = lambda: every(
-            3600, lambda: erase_expired_subjects(rt.factory, settings.retention_days), "erasing expired subjects"
+            3600, lambda: erase_expired_subjects(rt.system_factory, settings.retention_days), "erasing expired subjects"
         )
 
         async def session_state(member_id: uuid.UUID) -> tuple[bool, int] | None:

@@ -44,7 +44,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         rt = Runtime.open("intake", settings)
         rt.relay(OUTBOX)
         areas = KnownAreas(rt.factory)
-        apply_registry = transactional(rt.factory, INBOX, REGISTRY_GROUP, on_registry_event)
+        apply_registry = transactional(rt.system_factory, INBOX, REGISTRY_GROUP, on_registry_event)
 
         async def on_registry(envelope: Envelope) -> None:
             await apply_registry(envelope)
@@ -58,16 +58,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             producer=rt.producer,
         )
 
-        async def erase() -> None:
-            await _erase_expired_subjects(rt.factory, settings.retention_days)
-
         rt.runners.update(
             {
                 "registry-consumer": registry.run,
                 "known-areas": lambda: every(settings.area_refresh_s, areas.refresh, "refreshing known areas"),
                 "retention": lambda: every(
                     3600,
-                    lambda: _erase_expired_subjects(rt.factory, settings.retention_days),
+                    lambda: _erase_expired_subjects(rt.system_factory, settings.retention_days),
                     "erasing expired subjects",
                 ),
             }

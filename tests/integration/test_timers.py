@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import wait_for
-from shared.timers import Due, TimerEngine, deadlines_table, notify_trigger_sql, schedule
+from shared.timers import Due, TimerEngine, deadlines_table, schedule, wake_trigger_sql
 from tests.conftest import scratch_schema
 
 SCHEMA = "timers_test"
@@ -23,7 +23,7 @@ TABLE = deadlines_table(sa.MetaData(), SCHEMA)
 
 @pytest.fixture(scope="module")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    async with scratch_schema(database_url, SCHEMA, TABLE.metadata, ddl=notify_trigger_sql(SCHEMA)) as engine:
+    async with scratch_schema(database_url, SCHEMA, TABLE.metadata, ddl=wake_trigger_sql(SCHEMA)) as engine:
         yield engine
 
 
