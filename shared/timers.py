@@ -182,7 +182,7 @@ class Waker:
 
     def notify(self, payload: str) -> None:
         notified = Notified.parse(payload, wall=time.time(), monotonic=time.monotonic())
-        left = notified.count
+        left = notified.count if notified.kind is not None else len(self.engines)
         for engine in self.engines:
             if left > 0 and engine.wants(notified.kind) and engine.offer(notified.due):
                 left -= 1

@@ -57,6 +57,11 @@ def test_only_the_engines_of_the_kind_wake_and_only_as_many_as_there_are_deadlin
     assert [s._wake.is_set() for s in senders] == [True, True, False]
     assert not escalations._wake.is_set()
 
+    for engine in (escalations, *senders):
+        _idle(engine, math.inf)
+    waker.notify("")  # no details (the old trigger): every engine looks
+    assert all(e._wake.is_set() for e in (escalations, *senders))
+
 
 def test_an_engine_is_not_woken_for_a_deadline_after_its_own_wake_up() -> None:
     engine = _engine()
