@@ -100,7 +100,6 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         idle_poll_s: float = 1.0,
-        linger_s: float = 0.01,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.service = service
@@ -110,7 +109,6 @@ class OutboxRelay:
         self.producer = producer
         self.batch_size = batch_size
         self.idle_poll_s = idle_poll_s
-        self.linger_s = linger_s
         self.retention = retention
         self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"quanzu-outbox-{table.schema}".encode())
@@ -139,9 +137,6 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
                 self._wake.clear()
-                # Every commit that wrote events wakes the relay: at a thousand single-record commits a second, a
-                # batch per wake-up would be a transaction per event. Lingering lets the next commits join.
-                await asyncio.sleep(self.linger_s)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
