@@ -808,7 +808,8 @@ def markdown(result: Result) -> str:
             "validation. Intake, one process and then both, is posted to by N connections each sending its next "
             f"request when the last was answered, {result.seconds:.0f} s per step after 1 s of warm-up, connections "
             "raised until throughput "
-            "stopped rising by 5%. Cores are CPU seconds per second over the step (`postgres`: every PostgreSQL "
+            "stopped rising by 5%. Cores are CPU seconds per second over the step (`intake`: both intake "
+            "processes, the idle one's outbox relay included; `postgres`: every PostgreSQL "
             "process; `machine`: every core of the machine busy, other work included). After each step the "
             "bench waited for intake's outbox to be published (last column), so each step's records did reach the "
             "broker. `failed`: answers other than 202/200, broken connections, and batch items not accepted.",
