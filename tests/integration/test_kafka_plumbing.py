@@ -26,13 +26,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.feedback.db import INBOX, OUTBOX
-from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work
+from services.feedback.db import INBOX
+from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import Broker, wait_for
 from shared.events import Envelope, dead_letter_topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop, Handler, PoisonMessage, ensure_topics, make_producer, read_to_end
-from shared.outbox import OutboxRelay, enqueue_many, replay_since
+from shared.outbox import OutboxRelay, create_notify_trigger_sql, enqueue_many, outbox_table, replay_since
+from tests.conftest import scratch_schema
 
 EFFECTS_SCHEMA = "plumbing_test"
 
@@ -198,13 +199,17 @@ def relay_for(engine: AsyncEngine, database_url: str, producer: AIOKafkaProducer
     )
 
 
+# The relays here publish an outbox of their own: on feedback's, the running feedback service's relay (another
+# test's app) took turns publishing the same rows, and after a broker restart sent them before their topic existed.
+OUTBOX_SCHEMA = "relay_test"
+OUTBOX = outbox_table(sa.MetaData(), OUTBOX_SCHEMA)
+
+
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=4, application_name="test-kafka-plumbing")
-    try:
+    ddl = create_notify_trigger_sql(OUTBOX_SCHEMA)
+    async with scratch_schema(database_url, OUTBOX_SCHEMA, OUTBOX.metadata, ddl=ddl, pool_size=4) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------- consumer loop
