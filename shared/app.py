@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import problems
-from shared.db import SessionFactory, make_engine, make_session_factory
+from shared.db import SessionFactory, make_engine, make_pool, make_session_factory
 from shared.health import Check, database_check, operations_router
 from shared.http import RequestTimer
 from shared.inbox import SessionHandler, transactional
@@ -60,6 +61,17 @@ class Runtime:
             service, settings, engine, make_session_factory(engine),
             system, make_session_factory(system, preset_scope=system_settings()), producer,
         )  # fmt: skip
+
+    async def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        """A plain asyncpg pool on the service's role, closed with the runtime, for a hot path kept off the ORM."""
+        pool = await make_pool(
+            self.settings.require_database_url(),
+            size=self.settings.db_pool_size,
+            application_name=f"quanzu-{self.service}",
+            role=app_role(self.service),
+        )
+        self.closers.append(pool.close)
+        return pool
 
     def relay(self, outbox: sa.Table) -> OutboxRelay:
         relay = OutboxRelay(

@@ -56,17 +56,26 @@ def make_engine(
     (a round trip): requests want it, so that a database restart costs no client an error; background work,
     which retries anyway, does not.
     """
-    server_settings = {"application_name": application_name, **(scope or {})}
-    if role is not None:
-        server_settings["role"] = role
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_timeout=5,
-        connect_args={"server_settings": server_settings, "timeout": 5, "command_timeout": 30},
+        connect_args={
+            "server_settings": _server_settings(application_name, role, scope),
+            "timeout": 5,
+            "command_timeout": 30,
+        },
     )
+
+
+def _server_settings(application_name: str, role: str | None, scope: dict[str, str] | None = None) -> dict[str, str]:
+    """A connection's startup parameters: its name, its role and the scope it starts in."""
+    settings = {"application_name": application_name, **(scope or {})}
+    if role is not None:
+        settings["role"] = role
+    return settings
 
 
 async def _keep(_: asyncpg.Connection) -> None:
@@ -80,15 +89,12 @@ def make_pool(
     """A plain asyncpg pool, as `make_engine`'s connections are (same role, same timeouts), for a hot path whose
     statements are few and fixed and whose time the ORM's session and pool machinery would mostly be. Opens no
     connection until first used, so a service starts while its database is away."""
-    server_settings = {"application_name": application_name}
-    if role is not None:
-        server_settings["role"] = role
     return asyncpg.create_pool(
         asyncpg_dsn(url),
         min_size=0,
         max_size=size,
         reset=_keep,
-        server_settings=server_settings,
+        server_settings=_server_settings(application_name, role),
         timeout=5,
         command_timeout=30,
     )

@@ -71,8 +71,12 @@ class LocalSystem:
     def url(self, name: str) -> str:
         return self.processes[name].url
 
+    def processes_of(self, service: str) -> list[Process]:
+        """The service's processes, its replicas in order."""
+        return [p for p in self.processes.values() if p.service == service]
+
     def urls(self, service: str) -> list[str]:
-        return [p.url for p in self.processes.values() if p.service == service]
+        return [p.url for p in self.processes_of(service)]
 
     @property
     def settings(self) -> CommonSettings:

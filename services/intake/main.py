@@ -24,13 +24,13 @@ from shared import member_sessions
 from shared.access_log import access_log_router
 from shared.app import Runtime, make_app
 from shared.auth import TokenVerifier
-from shared.db import SessionFactory, make_pool, unit_of_work
+from shared.db import SessionFactory, unit_of_work
 from shared.deps import Authenticator
 from shared.events import Envelope, Topic
 from shared.inbox import transactional
 from shared.kafka import ConsumerLoop
 from shared.runtime import every
-from shared.scope import app_role, system_settings
+from shared.scope import system_settings
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         sources = SourceDirectory(
             rt.factory, ttl=settings.source_cache_ttl_s, batch_max_records=settings.batch_max_records
         )
-        pool = await make_pool(
-            settings.require_database_url(),
-            size=settings.db_pool_size,
-            application_name="quanzu-intake",
-            role=app_role("intake"),
-        )
-        rt.closers.append(pool.close)
-        app.state.intake = IntakeState(settings, rt.factory, pool, sources, areas, authenticator)
+        app.state.intake = IntakeState(settings, rt.factory, await rt.pool(), sources, areas, authenticator)
         # Everything loaded so far (modules, schemas, the app) lives as long as the process: moved out of the
         # collector's reach, so that the collections a batch's allocations trigger stop re-scanning it (without
         # this, collecting took about a third of a 1,000-record batch's CPU time). Garbage is collected first, or

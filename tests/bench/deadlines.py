@@ -433,9 +433,8 @@ async def _outcome(conn: asyncpg.Connection, loaded: Load, references: list[uuid
 async def _fired_by(system: LocalSystem) -> dict[str, float]:
     out = {}
     async with httpx.AsyncClient(timeout=10) as client:
-        for name, process in system.processes.items():
-            if process.service == "dispatch":
-                out[name] = fired_counter((await client.get(process.url + "/metrics")).text, DUE_KIND)
+        for process in system.processes_of("dispatch"):
+            out[process.name] = fired_counter((await client.get(process.url + "/metrics")).text, DUE_KIND)
     return out
 
 

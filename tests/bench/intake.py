@@ -191,7 +191,7 @@ def _meter(system: LocalSystem, postmaster: int) -> CpuMeter:
         return [process.pid] if process is not None else []
 
     def intake() -> list[int]:
-        return [pid for name, p in system.processes.items() if p.service == "intake" for pid in pids(name)()]
+        return [pid for p in system.processes_of("intake") for pid in pids(p.name)()]
 
     return CpuMeter(
         {
@@ -586,7 +586,7 @@ async def _bench(
         conn = await asyncpg.connect(asyncpg_dsn(system.database_url))
         try:
             postgres = str(await conn.fetchval("SHOW server_version"))
-            ports = [p.port for p in system.processes.values() if p.service == "intake"]
+            ports = [p.port for p in system.processes_of("intake")]
             port = ports[0]  # the Host header only; requests go where the generator's connections are
             issued = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
             records = Records(uuid.uuid4().hex[:8], tuple(sorted(demo.area_codes)), issued)

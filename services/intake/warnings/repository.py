@@ -16,7 +16,9 @@ from shared.events import Topic, WarningReceivedV1
 _COLUMNS = ("id", "external_id", "content_hash", "received_at", "issued_at", "area_code", "assigned", "fraud_type",
             "risk_level", "in_progress", "amount_at_risk", "subject_key", "subject", "evidence")  # fmt: skip
 _JSON_COLUMNS = ("subject", "evidence")
-_STORE = f"SELECT * FROM intake.store_warnings({', '.join(f'${n}' for n in range(1, 3 + len(_COLUMNS) + 6))})"
+# the scope's names and values and the source; the columns; the events' ids, type, topic, keys and values
+_ARGS = 3 + len(_COLUMNS) + 5
+_STORE = f"SELECT * FROM intake.store_warnings({', '.join(f'${n}' for n in range(1, _ARGS + 1))})"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ async def store(
     records = await pool.fetch(
         _STORE,
         list(scope), list(scope.values()), source, *columns,
-        [event_id for event_id, _ in events], [WarningReceivedV1.TYPE] * len(events), Topic.WARNINGS_RECEIVED.value,
+        [event_id for event_id, _ in events], WarningReceivedV1.TYPE, Topic.WARNINGS_RECEIVED.value,
         [row["subject_key"].encode() for row in rows], [value for _, value in events],
     )  # fmt: skip
     stored = Stored(set(), {})

@@ -24,7 +24,7 @@ CREATE FUNCTION intake.store_warnings(
     ids uuid[], external_ids text[], content_hashes text[], received_ats timestamptz[], issued_ats timestamptz[],
     area_codes text[], assigneds boolean[], fraud_types text[], risk_levels text[], in_progresses boolean[],
     amounts float8[], subject_keys text[], subjects jsonb[], evidences jsonb[],
-    event_ids uuid[], event_types text[], event_topic text, event_keys bytea[], event_values bytea[]
+    event_ids uuid[], event_type text, event_topic text, event_keys bytea[], event_values bytea[]
 ) RETURNS TABLE (stored_id uuid, stored_external_id text, stored_hash text, stored_assigned boolean, inserted boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -47,9 +47,9 @@ BEGIN
         RETURNING id
     ), queued AS (
         INSERT INTO intake.outbox (event_id, event_type, topic, key, value)
-        SELECT e.event_id, e.event_type, event_topic, e.key, e.value
-        FROM unnest(event_ids, ids, event_types, event_keys, event_values) WITH ORDINALITY
-             AS e(event_id, warning_id, event_type, key, value, n)
+        SELECT e.event_id, event_type, event_topic, e.key, e.value
+        FROM unnest(event_ids, ids, event_keys, event_values) WITH ORDINALITY
+             AS e(event_id, warning_id, key, value, n)
         WHERE e.warning_id IN (SELECT id FROM new)
         ORDER BY e.n
     )
