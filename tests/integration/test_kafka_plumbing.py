@@ -461,6 +461,7 @@ async def test_inbox_runs_the_handler_once_per_event_id_when_delivered_twice(
     twice, marker = new_envelope(1), new_envelope(2)
     deliveries: Counter[uuid.UUID] = Counter()
     effect_calls: Counter[uuid.UUID] = Counter()
+    committed: Counter[uuid.UUID] = Counter()
 
     async def effect(session: AsyncSession, envelope: Envelope) -> None:
         effect_calls[envelope.id] += 1
@@ -472,12 +473,14 @@ async def test_inbox_runs_the_handler_once_per_event_id_when_delivered_twice(
     async def deliver(envelope: Envelope) -> None:
         deliveries[envelope.id] += 1
         await once(envelope)
+        committed[envelope.id] += 1
 
     async with started_producer(broker.bootstrap) as producer:
         await produce(producer, topic, [twice.to_bytes(), twice.to_bytes(), marker.to_bytes()], key=b"k")
         loop = consumer_loop(broker, producer, topic, deliver, group=new_group())
         async with running(loop.run()):
-            await wait_for(lambda: effect_calls[marker.id] == 1, timeout=30, message="the marker handled")
+            # Waiting on the effect's call would stop the loop inside the marker's transaction, before its commit.
+            await wait_for(lambda: committed[marker.id] == 1, timeout=30, message="the marker committed")
 
     assert deliveries[twice.id] == 2
     assert effect_calls[twice.id] == 1
