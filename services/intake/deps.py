@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Header, Request
@@ -42,11 +42,7 @@ StateDep = Annotated[IntakeState, Depends(_state)]
 Caller = SourceIdentity | Principal
 
 
-async def _caller(
-    state: StateDep,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Caller:
+async def authenticate(state: IntakeState, authorization: str | None, x_api_key: str | None) -> Caller:
     """An upstream source (API key, as bearer or X-API-Key) or a member (access token)."""
     credential = bearer(authorization) or x_api_key
     if credential and looks_like_jwt(credential):
@@ -58,16 +54,42 @@ async def _caller(
     raise unauthorized("Send your source's API key as `Authorization: Bearer <key>` or `X-API-Key`.")
 
 
+async def _caller(
+    state: StateDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Caller:
+    return await authenticate(state, authorization, x_api_key)
+
+
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-async def _source(caller: CallerDep) -> SourceIdentity:
+def _only_sources(caller: Caller) -> SourceIdentity:
     if not isinstance(caller, SourceIdentity):
         raise Problem(403, "Forbidden", "Only upstream sources post warnings, with their API key.", type="forbidden")
     return caller
 
 
-SourceDep = Annotated[SourceIdentity, Depends(_source)]
+async def posting_source(request: Request) -> tuple[IntakeState, SourceIdentity]:
+    """The posting routes' state and caller, found without FastAPI's dependency solving: on a single post, the
+    solving of the three dependencies this replaces cost about a sixth of intake's CPU (measured with py-spy).
+    `CREDENTIAL_HEADERS` declares the headers in the OpenAPI document, as a `Header()` parameter would."""
+    state: IntakeState = request.app.state.intake
+    headers = request.headers
+    return state, _only_sources(await authenticate(state, headers.get("authorization"), headers.get("x-api-key")))
+
+
+def _optional_header(name: str, title: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": title},
+    }
+
+
+CREDENTIAL_HEADERS = [_optional_header("authorization", "Authorization"), _optional_header("x-api-key", "X-Api-Key")]
 
 
 async def _session(state: StateDep, caller: CallerDep) -> AsyncIterator[AsyncSession]:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
-from services.intake.deps import CallerDep, SessionDep, SourceDep, StateDep
+from services.intake.deps import CREDENTIAL_HEADERS, CallerDep, IntakeState, SessionDep, posting_source
 from services.intake.metrics import WARNINGS_RECEIVED
 from services.intake.sources.models import SourceIdentity
 from services.intake.sources.policy import retry_after_header
@@ -42,18 +42,20 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _body_schema(model: type[Any]) -> dict[str, Any]:
+def _posting_openapi(model: type[Any]) -> dict[str, Any]:
     # The body is read by hand (for 400/413/415 control), so its schema is given here, self-contained: pydantic's
-    # "#/$defs/..." references would point nowhere inside the OpenAPI document.
+    # "#/$defs/..." references would point nowhere inside the OpenAPI document. The credentials are read by hand
+    # too (`posting_source`).
     return {
+        "parameters": CREDENTIAL_HEADERS,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": inline_refs(model.model_json_schema())}},
-        }
+        },
     }
 
 
-def _throttle(state: StateDep, source: SourceIdentity, cost: int) -> None:
+def _throttle(state: IntakeState, source: SourceIdentity, cost: int) -> None:
     wait = state.sources.throttle(source, cost)
     if wait is not None:
         raise Problem(
@@ -65,7 +67,7 @@ def _throttle(state: StateDep, source: SourceIdentity, cost: int) -> None:
         )
 
 
-def _parse(item: Any, source: str, state: StateDep, *, prefix: str = "") -> WarningCreate | list[dict[str, str]]:
+def _parse(item: Any, source: str, state: IntakeState, *, prefix: str = "") -> WarningCreate | list[dict[str, str]]:
     """A validated record, or the field errors that make it invalid."""
     if not isinstance(item, dict):
         return [{"field": prefix.rstrip(".") or "(body)", "message": "must be a JSON object"}]
@@ -122,9 +124,10 @@ def _accepted_body(result: service.Accepted) -> dict[str, Any]:
     status_code=202,
     response_model=WarningAccepted,
     responses=_ERRORS,
-    openapi_extra=_body_schema(WarningCreate),
+    openapi_extra=_posting_openapi(WarningCreate),
 )
-async def post_warning(request: Request, source: SourceDep, state: StateDep) -> JSONResponse:
+async def post_warning(request: Request) -> JSONResponse:
+    state, source = await posting_source(request)
     _throttle(state, source, 1)
     raw = await read_json(request, state.settings.max_body_bytes)
     parsed = _parse(raw, source.name, state)
@@ -155,10 +158,11 @@ async def post_warning(request: Request, source: SourceDep, state: StateDep) -> 
     return JSONResponse(body, 202, background=BackgroundTask(_count_after_response, source.name, [(raw, counted)]))
 
 
-@router.post("/batch", responses=_ERRORS, openapi_extra=_body_schema(BatchCreate))
-async def post_batch(request: Request, source: SourceDep, state: StateDep) -> Response:
+@router.post("/batch", responses=_ERRORS, openapi_extra=_posting_openapi(BatchCreate))
+async def post_batch(request: Request) -> Response:
     """Up to 1,000 records. `results` answers each in request order: `code` is the HTTP status a single post of
     that record would get (202, 409, 422), with that answer's body; 202 means that record is stored."""
+    state, source = await posting_source(request)
     raw = await read_json(request, state.settings.batch_max_bytes)
     try:
         batch = BatchCreate.model_validate(raw)
