@@ -341,6 +341,9 @@ async def _show_policy(world: World, principal: Principal) -> Call:
     return Call(f"/v1/admin/policies/{SCRATCH_AREA}")
 
 
+BACKLOG_S = 120.0
+
+
 async def _visit_of(world: World, risk: str = "critical", area_code: str | None = HOME_AREA) -> dict[str, Any]:
     """Post a warning and wait for dispatch to open its case; returns its first task (a visit, if asked for)."""
     posted = await world.clients["intake"].post(
@@ -358,7 +361,9 @@ async def _visit_of(world: World, risk: str = "critical", area_code: str | None 
         items: list[dict[str, Any]] = response.json()["items"]
         return items[0] if items else None
 
-    task: dict[str, Any] = await wait_for(first, timeout=30, interval=0.1, message="dispatch to open the case")
+    # The apps are shared with the session's other tests: this warning may queue behind their backlog (a
+    # 1,000-record batch from the intake tests takes dispatch about 30 s), hence a deadline well past that.
+    task: dict[str, Any] = await wait_for(first, timeout=BACKLOG_S, interval=0.1, message="dispatch to open the case")
     return task
 
 
@@ -388,7 +393,7 @@ async def _outcome(world: World, principal: Principal) -> Call:
         response = await world.clients["feedback"].post("/v1/outcomes", json=probe, headers=admin_headers)
         return response.status_code == 422
 
-    await wait_for(known, timeout=30, interval=0.1, message="feedback to learn the task from dispatch.events")
+    await wait_for(known, timeout=BACKLOG_S, interval=0.1, message="feedback to learn the task from dispatch.events")
     return Call("/v1/outcomes", json={"task_id": visit["id"], "kind": "visit", "dissuasion_result": "dissuaded"})
 
 
@@ -400,7 +405,7 @@ async def _outcomes(world: World, principal: Principal) -> Call:
         response = await world.clients["feedback"].get(path, headers=admin_headers)
         return response.status_code == 200
 
-    await wait_for(known, timeout=30, interval=0.1, message="feedback to learn the task from dispatch.events")
+    await wait_for(known, timeout=BACKLOG_S, interval=0.1, message="feedback to learn the task from dispatch.events")
     return Call(path)
 
 
