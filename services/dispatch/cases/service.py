@@ -8,6 +8,7 @@ commits the state, the deadlines, the notifications and the outbox events togeth
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,8 +63,8 @@ class FlowError(Exception):
 
 async def policy_for(session: AsyncSession, area_code: str | None, risk: str) -> tuple[list[str], PolicyValues]:
     """The policy versions in force for an area, and the values they give at `risk`."""
-    default = await policies.latest(session, DEFAULT_SCOPE)
-    area = await policies.latest(session, area_code) if area_code else None
+    latest = await policies.latest_of(session, [DEFAULT_SCOPE, area_code] if area_code else [DEFAULT_SCOPE])
+    default, area = latest.get(DEFAULT_SCOPE), latest.get(area_code) if area_code else None
     return [str(v.id) for v in (default, area) if v is not None], values_of(default, area, risk)
 
 
@@ -112,7 +113,6 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
     )
     cases.add(session, case)
     cases.add(session, _case_warning(case, warning))
-    await session.flush()
     await _transition(session, case, "opened", f"warning:{warning.source}", "warning received", now, force=True)
     await _publish(
         session,
@@ -135,7 +135,7 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
             session, recipient_kind="district", recipient="district", kind="case.unassigned", case_id=case.id,
             message=f"a {case.risk_level}-risk case has no known police area: assign it",
         )  # fmt: skip
-    await apply(session, case, decision, notifier, now, actor="policy")
+    await apply(session, case, decision, notifier, now, actor="policy", open_before=())
 
 
 def _case_warning(case: Case, warning: WarningReceivedV1) -> CaseWarning:
@@ -196,10 +196,18 @@ async def _join(
 
 
 async def apply(
-    session: AsyncSession, case: Case, decision: rules.Decision, notifier: Notifier, now: datetime, *, actor: str
+    session: AsyncSession,
+    case: Case,
+    decision: rules.Decision,
+    notifier: Notifier,
+    now: datetime,
+    *,
+    actor: str,
+    open_before: Sequence[Task] | None = None,
 ) -> None:
-    for new in decision.tasks:
-        await _create_task(session, case, new, notifier, now)
+    """Carry out `decision`. `open_before`, when the caller has them at hand: the case's open tasks as the
+    transaction has them, so that they need not be read again for the case's new state."""
+    created = [await _create_task(session, case, new, notifier, now) for new in decision.tasks]
     if decision.escalation is not None:
         from_tier, to_tier, reason = decision.escalation
         metrics.ESCALATIONS.labels(case.area_code or "unassigned", from_tier, to_tier, reason).inc()
@@ -211,7 +219,10 @@ async def apply(
     if decision.close is not None:
         await close(session, case, decision.close, now, actor=actor, reason=", ".join(decision.notes) or decision.close)
         return
-    open_tiers = [t.tier for t in await tasks.open_tasks(session, case.id)]
+    if open_before is None:
+        open_tiers = [t.tier for t in await tasks.open_tasks(session, case.id)]
+    else:
+        open_tiers = [t.tier for t in (*open_before, *created) if t.status in OPEN_STATUSES]
     if open_tiers:
         state = max((TIER_STATE[t] for t in open_tiers), key=STATE_RANK.__getitem__)
         reason = decision.escalation[2] if decision.escalation else ", ".join(t.reason for t in decision.tasks)
@@ -238,7 +249,6 @@ async def _create_task(
         ack_due_at=now + timedelta(seconds=new.ack_within_s) if new.ack_within_s is not None else None,
     )
     tasks.add(session, task)
-    await session.flush()
     deadlines = [(SMS_SEND, task.id, now)] if new.tier == "sms" else []
     deadlines.append((DUE, task.id, task.due_at))
     if task.ack_due_at is not None:
@@ -283,11 +293,11 @@ async def on_deadline(session: AsyncSession, due: timers.Due, notifier: Notifier
                 message="a case has waited in the unassigned queue past its deadline",
             )  # fmt: skip
         return
-    task = await tasks.get(session, due.ref, lock=True)
-    if task is None:
+    found = await tasks.with_case(session, due.ref, lock=True)
+    if found is None:
         return
-    case = await cases.get(session, task.case_id, lock=True)
-    if case is None or case.state == "closed":
+    task, case = found
+    if case.state == "closed":
         return
     values = PolicyValues.model_validate(case.policy)
     if due.kind == ACK and task.status == "open":
@@ -305,9 +315,10 @@ async def on_deadline(session: AsyncSession, due: timers.Due, notifier: Notifier
                 await _alert_supervisors(session, case, f"a {task.tier} task was not acknowledged in time", notifier)
     elif due.kind == DUE and task.status in OPEN_STATUSES:
         await _breach(session, case, task, task.tier, "due", due.due_at, now)
-        visit_open = any(t.tier == "visit" for t in await tasks.open_tasks(session, case.id) if t.id != task.id)
+        open_now = await tasks.open_tasks(session, case.id)
+        visit_open = any(t.tier == "visit" for t in open_now if t.id != task.id)
         decision = rules.on_due_missed(tier=task.tier, visit_open=visit_open, policy=values)  # type: ignore[arg-type]
-        await apply(session, case, decision, notifier, now, actor="deadline")
+        await apply(session, case, decision, notifier, now, actor="deadline", open_before=open_now)
 
 
 async def _reassign_to_backup(
@@ -343,13 +354,12 @@ async def _breach(
 
 
 async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier: Notifier, now: datetime) -> None:
-    task = await tasks.get(session, outcome.task_id, lock=True)
-    if task is None:
+    found = await tasks.with_case(session, outcome.task_id, lock=True)
+    if found is None:
         raise PoisonMessage(f"outcome {outcome.outcome_id} names an unknown task")
+    task, case = found
     if task.tier != outcome.kind:
         raise PoisonMessage(f"outcome {outcome.outcome_id} is a {outcome.kind} outcome for a {task.tier} task")
-    case = await cases.get(session, task.case_id, lock=True)
-    assert case is not None
     result = outcome.model_dump(mode="json", include={"call_result", "dissuasion_result", "outcome_id"})
     if outcome.corrects is not None:
         await _correct(session, case, task, outcome, result, now)
@@ -398,7 +408,9 @@ async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier
     else:
         decision = rules.Decision()  # SMS outcomes come from the provider, not from members
     session.add(case)
-    await apply(session, case, decision, notifier, now, actor=f"outcome:{outcome.recorded_by or 'member'}")
+    await apply(
+        session, case, decision, notifier, now, actor=f"outcome:{outcome.recorded_by or 'member'}", open_before=others
+    )
 
 
 async def _correct(
@@ -565,20 +577,19 @@ async def send_sms(
     The provider is called before the task and case are locked: a slow provider (its retries take up to
     `sms_deadline_s`) must not hold up the case's other work, a joining warning, an outcome or a deadline, for that
     long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless."""
-    task = await tasks.get(session, due.ref)
-    if task is None or task.status not in OPEN_STATUSES:
+    found = await tasks.with_case(session, due.ref)
+    if found is None or found[0].status not in OPEN_STATUSES:
         return
-    case = await cases.get(session, task.case_id)
-    assert case is not None
+    task, case = found
     phone = case.subject.get("phone")
     if case.state == "closed" or not phone:
         return
     result = await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
-    task = await tasks.get(session, due.ref, lock=True)
-    case = await cases.get(session, task.case_id, lock=True) if task is not None else None
-    if task is None or case is None or task.status not in OPEN_STATUSES or case.state == "closed":
-        log.info("SMS for task %s went out while its case moved on (%s)", due.ref, case.state if case else "gone")
+    found = await tasks.with_case(session, due.ref, lock=True)
+    if found is None or found[0].status not in OPEN_STATUSES or found[1].state == "closed":
+        log.info("SMS for task %s went out while its case moved on (%s)", due.ref, found[1].state if found else "gone")
         return
+    task, case = found
     if not result.accepted and result.retryable and due.attempts + 1 < SMS_ATTEMPTS:
         metrics.SMS_SENT.labels("retrying").inc()
         raise SmsNotYet(result.error or "the provider did not take the message")
@@ -592,7 +603,7 @@ async def send_sms(
     others = [t for t in await tasks.open_tasks(session, case.id) if t.id != task.id]
     sms_only = case.risk_level in values.sms_only_risk and not others
     decision = rules.after_sms(delivered=result.accepted, sms_only=sms_only, policy=values)
-    await apply(session, case, decision, notifier, now, actor="sms")
+    await apply(session, case, decision, notifier, now, actor="sms", open_before=others)
 
 
 class SmsNotYet(Exception):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +16,17 @@ async def latest(session: AsyncSession, scope: str, *, lock: bool = False) -> Po
     if lock:
         stmt = stmt.with_for_update()
     return (await session.exec(stmt.limit(1))).first()
+
+
+async def latest_of(session: AsyncSession, scopes: list[str]) -> dict[str, PolicyVersion]:
+    """The latest version of each of `scopes` that has one, in one query (a case opening reads two)."""
+    stmt = (
+        select(PolicyVersion)
+        .where(col(PolicyVersion.scope).in_(scopes))
+        .ext(distinct_on(col(PolicyVersion.scope)))
+        .order_by(col(PolicyVersion.scope), col(PolicyVersion.version).desc())
+    )
+    return {v.scope: v for v in (await session.exec(stmt)).all()}
 
 
 async def add(session: AsyncSession, policy: PolicyVersion) -> PolicyVersion:

@@ -21,6 +21,16 @@ async def get(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) 
     return (await session.exec(stmt)).first()
 
 
+async def with_case(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> tuple[Task, Case] | None:
+    """The task and its case in one query; `lock` locks both rows."""
+    stmt = select(Task, Case).join(Case, col(Case.id) == col(Task.case_id)).where(Task.id == task_id)
+    if lock:
+        # populate_existing: rows read earlier in the transaction are refreshed with what the locks were taken on
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    row = (await session.exec(stmt)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 async def open_tasks(session: AsyncSession, case_id: uuid.UUID) -> list[Task]:
     stmt = select(Task).where(Task.case_id == case_id, col(Task.status).in_(OPEN_STATUSES))
     return list((await session.exec(stmt.order_by(col(Task.created_at)))).all())
