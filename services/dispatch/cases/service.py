@@ -8,6 +8,7 @@ commits the state, the deadlines, the notifications and the outbox events togeth
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +46,7 @@ from shared.events import (
     WarningReceivedV1,
 )
 from shared.kafka import PoisonMessage
-from shared.outbox import enqueue
+from shared.outbox import enqueue_many
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "quanzu/dispatch"
@@ -208,12 +209,14 @@ async def apply(
     """Carry out `decision`. `open_before`, when the caller has them at hand: the case's open tasks as the
     transaction has them, so that they need not be read again for the case's new state."""
     created = [await _create_task(session, case, new, notifier, now) for new in decision.tasks]
+    # The new tasks' deadlines and events in one statement each, not one per task.
+    await timers.schedule_many(session, DEADLINES, [d for task in created for d in _deadlines_of(task)])
+    events: list[BaseModel] = [_task_created(task) for task in created]
     if decision.escalation is not None:
         from_tier, to_tier, reason = decision.escalation
         metrics.ESCALATIONS.labels(case.area_code or "unassigned", from_tier, to_tier, reason).inc()
-        await _publish(
-            session, case, TaskEscalatedV1(case_id=case.id, from_tier=from_tier, to_tier=to_tier, reason=reason, at=now)
-        )
+        events.append(TaskEscalatedV1(case_id=case.id, from_tier=from_tier, to_tier=to_tier, reason=reason, at=now))
+    await _publish(session, case, *events)
     if decision.alert_supervisor:
         await _alert_supervisors(session, case, decision.alert_supervisor, notifier)
     if decision.close is not None:
@@ -249,23 +252,28 @@ async def _create_task(
         ack_due_at=now + timedelta(seconds=new.ack_within_s) if new.ack_within_s is not None else None,
     )
     tasks.add(session, task)
-    deadlines = [(SMS_SEND, task.id, now)] if new.tier == "sms" else []
-    deadlines.append((DUE, task.id, task.due_at))
-    if task.ack_due_at is not None:
-        deadlines.append((ACK, task.id, task.ack_due_at))
-    await timers.schedule_many(session, DEADLINES, deadlines)
     metrics.TASKS_CREATED.labels(case.area_code or "unassigned", new.tier).inc()
-    await _publish(
-        session, case,
-        TaskCreatedV1(task_id=task.id, case_id=case.id, tier=task.tier, attempt=task.attempt,
-                      area_code=task.area_code, station=task.station, team_id=task.team_id, created_at=now,
-                      due_at=task.due_at, ack_due_at=task.ack_due_at, reason=task.reason),
-    )  # fmt: skip
     if new.tier != "sms":
         await _notify_assignees(session, case, task, notifier, "task.new")
     if new.tier in ("visit", "follow_up") and team is None:
         await _alert_supervisors(session, case, f"no team to take a {new.tier} task in {case.area_code}", notifier)
     return task
+
+
+def _deadlines_of(task: Task) -> list[tuple[str, uuid.UUID, datetime]]:
+    deadlines = [(SMS_SEND, task.id, task.created_at)] if task.tier == "sms" else []
+    deadlines.append((DUE, task.id, task.due_at))
+    if task.ack_due_at is not None:
+        deadlines.append((ACK, task.id, task.ack_due_at))
+    return deadlines
+
+
+def _task_created(task: Task) -> TaskCreatedV1:
+    return TaskCreatedV1(
+        task_id=task.id, case_id=task.case_id, tier=task.tier, attempt=task.attempt, area_code=task.area_code,
+        station=task.station, team_id=task.team_id, created_at=task.created_at, due_at=task.due_at,
+        ack_due_at=task.ack_due_at, reason=task.reason,
+    )  # fmt: skip
 
 
 async def close(session: AsyncSession, case: Case, closure: str, now: datetime, *, actor: str, reason: str) -> None:
@@ -536,10 +544,15 @@ async def _alert_supervisors(session: AsyncSession, case: Case, message: str, no
     )  # fmt: skip
 
 
-async def _publish(session: AsyncSession, case: Case, data: BaseModel) -> None:
-    event_type: Any = getattr(data, "TYPE")  # noqa: B009 (a ClassVar on each event model)
-    await enqueue(session, OUTBOX, Topic.DISPATCH_EVENTS, str(case.id),
-                  Envelope.new(event_type, EVENT_SOURCE, data, subject=str(case.id)))  # fmt: skip
+async def _publish(session: AsyncSession, case: Case, *events: BaseModel) -> None:
+    """The case's events, in order, keyed by the case (so its events stay in order on the topic)."""
+    key = str(case.id)
+    envelopes = [Envelope.new(_type_of(e), EVENT_SOURCE, e, subject=key) for e in events]
+    await enqueue_many(session, OUTBOX, [(Topic.DISPATCH_EVENTS, key, envelope) for envelope in envelopes])
+
+
+def _type_of(event: BaseModel) -> Any:
+    return getattr(event, "TYPE")  # noqa: B009 (a ClassVar on each event model)
 
 
 async def assign(
