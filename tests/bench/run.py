@@ -7,11 +7,13 @@ sections it produced (between their markers) and leaves the others as they were.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import re
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,11 +93,27 @@ def load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+PROBE_LOOPS = 2_000_000
+
+
+def cpu_probe_ms() -> float:
+    """A fixed pure-Python loop on one core, best of three, in ms: a speed reading to compare runs by. The same
+    machine label has run the same code 20-30% slower from one session to another."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(PROBE_LOOPS):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best
+
+
 def command(argv: Sequence[str]) -> str:
     return "make bench" if not argv else "python -m tests.bench.run " + shlex.join(argv)
 
 
-def record(text: str, section: Section, when: str, cmd: str, load: tuple[str, str]) -> str:
+def record(text: str, section: Section, when: str, cmd: str, load: tuple[str, str], probe: tuple[float, float]) -> str:
     begin, end = f"<!-- bench:{section.name}:begin -->", f"<!-- bench:{section.name}:end -->"
     body = "\n\n".join(
         [
@@ -103,7 +121,8 @@ def record(text: str, section: Section, when: str, cmd: str, load: tuple[str, st
             f"## {section.title}",
             f"_Measured {when} with `{cmd}` on {machine(section.postgres)}; load average (1/5/15 min) "
             f"{load[0]} before the run, {load[1]} at its end (counting the run itself); other work on the machine "
-            "slows the figures._",
+            "slows the figures. CPU probe (a fixed pure-Python loop on one core, best of 3; lower is faster: compare "
+            f"runs by it): {probe[0]:,.0f} ms before the run, {probe[1]:,.0f} ms at its end._",
             section.markdown,
             end,
         ]
@@ -158,18 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cases < 1 or args.runs < 1:
         parser.error("--cases and --runs must be positive")
 
-    load_before = load_average()
-    print(f"machine: {machine(None)}; load average {load_before}", flush=True)
+    load_before, probe_before = load_average(), cpu_probe_ms()
+    print(f"machine: {machine(None)}; load average {load_before}; CPU probe {probe_before:,.0f} ms", flush=True)
     sections = [BENCHMARKS[name](args) for name in (args.only or BENCHMARKS)]
     for section in sections:
         print(f"\n## {section.title}\n\n{section.console}\n", flush=True)
-    load_after = load_average()
-    print(f"load average {load_before} before, {load_after} after")
+    load_after, probe_after = load_average(), cpu_probe_ms()
+    print(
+        f"load average {load_before} before, {load_after} after; "
+        f"CPU probe {probe_before:,.0f} ms before, {probe_after:,.0f} ms after"
+    )
     if not args.no_write:
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
         for section in sections:
-            text = record(text, section, when, command(argv), (load_before, load_after))
+            text = record(text, section, when, command(argv), (load_before, load_after), (probe_before, probe_after))
         BENCHMARKS_MD.write_text(text)
         print(f"recorded in {BENCHMARKS_MD}")
     return 0
