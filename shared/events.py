@@ -285,10 +285,12 @@ class OutcomeRecordedV1(BaseModel):
 
 # --- what each topic carries ----------------------------------------------------------------------------------
 
-_DISPATCH_EVENTS: list[str] = [
-    CaseOpenedV1.TYPE, CaseJoinedV1.TYPE, TaskCreatedV1.TYPE, TaskAssignedV1.TYPE, TaskEscalatedV1.TYPE,
-    SmsSentV1.TYPE, SlaBreachedV1.TYPE, CaseClosedV1.TYPE,
-]  # fmt: skip
+#: What dispatch publishes on `dispatch.events`.
+DispatchEvent = (
+    CaseOpenedV1 | CaseJoinedV1 | TaskCreatedV1 | TaskAssignedV1 | TaskEscalatedV1 | SmsSentV1 | SlaBreachedV1
+    | CaseClosedV1
+)  # fmt: skip
+_DISPATCH_EVENTS: list[str] = [event.TYPE for event in get_args(DispatchEvent)]
 
 #: The event types each topic carries, with the newest `schema_version` of each that this code reads. A consumer
 #: skips a listed type it has no use for; a type not listed, or a newer version, it cannot read at all.

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch import metrics
@@ -24,7 +23,6 @@ from services.dispatch.cases.models import STATE_RANK, TIER_STATE, Case, CaseTra
 from services.dispatch.db import DEADLINES, OUTBOX
 from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
-from services.dispatch.policies.models import DEFAULT_SCOPE
 from services.dispatch.policies.policy import PolicyValues
 from services.dispatch.policies.service import values_of
 from services.dispatch.sms.provider import SmsProvider, sms_text
@@ -35,6 +33,7 @@ from shared.events import (
     CaseClosedV1,
     CaseJoinedV1,
     CaseOpenedV1,
+    DispatchEvent,
     Envelope,
     OutcomeRecordedV1,
     SlaBreachedV1,
@@ -53,6 +52,7 @@ EVENT_SOURCE = "quanzu/dispatch"
 RISK_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 # deadline kinds
 ACK, DUE, UNASSIGNED, SMS_SEND = "task.ack", "task.due", "case.unassigned", "sms.send"
+LOCK_BOTH = (Task, Case)  # the flow changes a task and its case together
 
 
 class FlowError(Exception):
@@ -64,17 +64,14 @@ class FlowError(Exception):
 
 async def policy_for(session: AsyncSession, area_code: str | None, risk: str) -> tuple[list[str], PolicyValues]:
     """The policy versions in force for an area, and the values they give at `risk`."""
-    latest = await policies.latest_of(session, [DEFAULT_SCOPE, area_code] if area_code else [DEFAULT_SCOPE])
-    default, area = latest.get(DEFAULT_SCOPE), latest.get(area_code) if area_code else None
+    default, area = await policies.in_force(session, area_code)
     return [str(v.id) for v in (default, area) if v is not None], values_of(default, area, risk)
 
 
 async def _values_at(session: AsyncSession, case: Case, risk: str) -> PolicyValues:
     """The case's own policy versions (not today's), at a possibly raised risk level."""
     versions = {str(v) for v in case.policy_version_ids}
-    default = await policies.by_ids(session, DEFAULT_SCOPE, versions)
-    area = await policies.by_ids(session, case.area_code, versions) if case.area_code else None
-    return values_of(default, area, risk)
+    return values_of(*await policies.of_versions(session, versions, case.area_code), risk)
 
 
 # --- a warning arrives --------------------------------------------------------------------------------------
@@ -211,7 +208,7 @@ async def apply(
     created = [await _create_task(session, case, new, notifier, now) for new in decision.tasks]
     # The new tasks' deadlines and events in one statement each, not one per task.
     await timers.schedule_many(session, DEADLINES, [d for task in created for d in _deadlines_of(task)])
-    events: list[BaseModel] = [_task_created(task) for task in created]
+    events: list[DispatchEvent] = [_task_created(task) for task in created]
     if decision.escalation is not None:
         from_tier, to_tier, reason = decision.escalation
         metrics.ESCALATIONS.labels(case.area_code or "unassigned", from_tier, to_tier, reason).inc()
@@ -301,7 +298,7 @@ async def on_deadline(session: AsyncSession, due: timers.Due, notifier: Notifier
                 message="a case has waited in the unassigned queue past its deadline",
             )  # fmt: skip
         return
-    found = await tasks.with_case(session, due.ref, lock=True)
+    found = await tasks.with_case(session, due.ref, lock=LOCK_BOTH)
     if found is None:
         return
     task, case = found
@@ -362,7 +359,7 @@ async def _breach(
 
 
 async def on_outcome(session: AsyncSession, outcome: OutcomeRecordedV1, notifier: Notifier, now: datetime) -> None:
-    found = await tasks.with_case(session, outcome.task_id, lock=True)
+    found = await tasks.with_case(session, outcome.task_id, lock=LOCK_BOTH)
     if found is None:
         raise PoisonMessage(f"outcome {outcome.outcome_id} names an unknown task")
     task, case = found
@@ -544,15 +541,11 @@ async def _alert_supervisors(session: AsyncSession, case: Case, message: str, no
     )  # fmt: skip
 
 
-async def _publish(session: AsyncSession, case: Case, *events: BaseModel) -> None:
+async def _publish(session: AsyncSession, case: Case, *events: DispatchEvent) -> None:
     """The case's events, in order, keyed by the case (so its events stay in order on the topic)."""
     key = str(case.id)
-    envelopes = [Envelope.new(_type_of(e), EVENT_SOURCE, e, subject=key) for e in events]
+    envelopes = [Envelope.new(e.TYPE, EVENT_SOURCE, e, subject=key) for e in events]
     await enqueue_many(session, OUTBOX, [(Topic.DISPATCH_EVENTS, key, envelope) for envelope in envelopes])
-
-
-def _type_of(event: BaseModel) -> Any:
-    return getattr(event, "TYPE")  # noqa: B009 (a ClassVar on each event model)
 
 
 async def assign(
@@ -598,7 +591,7 @@ async def send_sms(
     if case.state == "closed" or not phone:
         return
     result = await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
-    found = await tasks.with_case(session, due.ref, lock=True)
+    found = await tasks.with_case(session, due.ref, lock=LOCK_BOTH)
     if found is None or found[0].status not in OPEN_STATUSES or found[1].state == "closed":
         log.info("SMS for task %s went out while its case moved on (%s)", due.ref, found[1].state if found else "gone")
         return

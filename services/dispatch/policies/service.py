@@ -47,8 +47,7 @@ def values_of(default: PolicyVersion | None, area: PolicyVersion | None, risk: s
 async def effective(session: AsyncSession, area_code: str) -> EffectivePolicy:
     if area_code != DEFAULT_SCOPE and await session.get(Area, area_code) is None:
         raise PolicyError(f"no area {area_code!r} in the registry")
-    area = await repository.latest(session, area_code) if area_code != DEFAULT_SCOPE else None
-    default = await repository.latest(session, DEFAULT_SCOPE)
+    default, area = await repository.in_force(session, area_code if area_code != DEFAULT_SCOPE else None)
     return EffectivePolicy(
         area_code=area_code,
         area=PolicyPublic.model_validate(area, from_attributes=True) if area else None,

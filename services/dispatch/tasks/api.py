@@ -42,11 +42,11 @@ def task_public(task: Task, case: Case, warning_ids: list[uuid.UUID], *, full_ph
 
 async def _visible(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> tuple[Task, Case]:
     # row-level security decides; another area's task is simply not there (404, so ids cannot be probed)
-    task = await repository.get(session, task_id, lock=lock)
-    case = await cases.get(session, task.case_id) if task else None
-    if task is None or case is None:
+    # The member's action changes the task only: its case is read, not locked.
+    found = await repository.with_case(session, task_id, lock=(Task,) if lock else ())
+    if found is None:
         raise Problem(404, "Not found", "No such task.", type="not-found")
-    return task, case
+    return found
 
 
 @router.get("", response_model=Page[TaskPublic])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import case
@@ -13,20 +14,14 @@ from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from services.dispatch.teams.models import Team
 
 
-async def get(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> Task | None:
-    stmt = select(Task).where(Task.id == task_id)
-    if lock:
-        # populate_existing: a row read earlier in the transaction is refreshed with what the lock was taken on
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    return (await session.exec(stmt)).first()
-
-
-async def with_case(session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False) -> tuple[Task, Case] | None:
-    """The task and its case in one query; `lock` locks both rows."""
+async def with_case(
+    session: AsyncSession, task_id: uuid.UUID, *, lock: Sequence[type[Task] | type[Case]] = ()
+) -> tuple[Task, Case] | None:
+    """The task and its case in one query; `lock` names the rows to lock (the task, its case, or both)."""
     stmt = select(Task, Case).join(Case, col(Case.id) == col(Task.case_id)).where(Task.id == task_id)
     if lock:
         # populate_existing: rows read earlier in the transaction are refreshed with what the locks were taken on
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(of=list(lock)).execution_options(populate_existing=True)
     row = (await session.exec(stmt)).first()
     return (row[0], row[1]) if row is not None else None
 
