@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -125,6 +126,52 @@ async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
     sql = "SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
     params = {f"n{i}": n for i, n in enumerate(names)} | {f"v{i}": settings[n] for i, n in enumerate(names)}
     await (await session.connection()).execute(text(sql), params)
+
+
+_HELD = "quanzu.held_rows"
+
+
+async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    """Insert plain rows (outbox events, deadlines), or hold them for the end of the enclosing `write_behind`."""
+    if not rows:
+        return
+    held: dict[sa.Table, list[dict[str, object]]] | None = session.info.get(_HELD)
+    if held is not None:
+        held.setdefault(table, []).extend(rows)
+        return
+    await (await session.connection()).execute(sa.insert(table), rows)
+
+
+async def write_held(session: AsyncSession, table: sa.Table | None = None) -> None:
+    """Write the rows held for `table` (or all of them) now: before a statement that must see them."""
+    held: dict[sa.Table, list[dict[str, object]]] | None = session.info.get(_HELD)
+    if not held:
+        return
+    conn = await session.connection()
+    for each in [table] if table is not None else list(held):
+        rows = held.pop(each, None)
+        if rows:
+            await conn.execute(sa.insert(each), rows)
+
+
+@asynccontextmanager
+async def write_behind(session: AsyncSession) -> AsyncIterator[None]:
+    """Hold the `insert_rows` of the block and write them at its end, one statement per table.
+
+    For a batch of work in one transaction (deadlines fired together): a hundred escalations each publishing
+    events and scheduling deadlines make two statements, not two hundred. The rows are written in the order they
+    were inserted, so an outbox keeps its order. If the block raises, nothing held is written. Nested blocks
+    hold for the outermost one.
+    """
+    if _HELD in session.info:
+        yield
+        return
+    session.info[_HELD] = {}
+    try:
+        yield
+        await write_held(session)
+    finally:
+        del session.info[_HELD]
 
 
 _DRIVER_PACKAGES = ("asyncpg", "sqlalchemy")

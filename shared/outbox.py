@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import listen
+from shared.db import insert_rows, listen
 from shared.events import Envelope
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_SECONDS, OUTBOX_PUBLISHED
 
@@ -70,9 +70,7 @@ async def enqueue(session: AsyncSession, table: sa.Table, topic: str, key: str |
 async def enqueue_many(
     session: AsyncSession, table: sa.Table, events: Sequence[tuple[str, str | None, Envelope]]
 ) -> None:
-    if not events:
-        return
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "event_id": envelope.id,
             "event_type": envelope.type,
@@ -82,8 +80,7 @@ async def enqueue_many(
         }
         for topic, key, envelope in events
     ]
-    conn = await session.connection()
-    await conn.execute(sa.insert(table), rows)
+    await insert_rows(session, table, rows)
 
 
 class OutboxRelay:

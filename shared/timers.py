@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import SessionFactory, is_database_unavailable, listen, unit_of_work
+from shared.db import SessionFactory, insert_rows, is_database_unavailable, listen, unit_of_work, write_held
 from shared.scope import system_settings
 
 log = logging.getLogger(__name__)
@@ -126,17 +126,14 @@ class Due:
 
 
 async def schedule(session: AsyncSession, table: sa.Table, kind: str, ref: uuid.UUID, due_at: datetime) -> None:
-    conn = await session.connection()
-    await conn.execute(sa.insert(table).values(kind=kind, ref=ref, due_at=due_at))
+    await schedule_many(session, table, [(kind, ref, due_at)])
 
 
 async def schedule_many(
     session: AsyncSession, table: sa.Table, deadlines: list[tuple[str, uuid.UUID, datetime]]
 ) -> None:
     """Several deadlines in one statement (a task's due and acknowledgement deadlines: one round trip, not two)."""
-    if deadlines:
-        conn = await session.connection()
-        await conn.execute(sa.insert(table), [{"kind": k, "ref": r, "due_at": d} for k, r, d in deadlines])
+    await insert_rows(session, table, [{"kind": k, "ref": r, "due_at": d} for k, r, d in deadlines])
 
 
 async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: tuple[str, ...] | None = None) -> int:
@@ -146,6 +143,7 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
     since the engine's handler waits for the task or case this caller has locked. It came due before this change
     committed, and its handler, which locks the task and case after this transaction, sees the state as it now is.
     """
+    await write_held(session, table)  # deadlines scheduled earlier in a `write_behind` block are cancelled too
     pending = sa.select(table.c.id).where(table.c.ref == ref, table.c.fired_at.is_(None))
     if kinds is not None:
         pending = pending.where(table.c.kind.in_(kinds))
@@ -159,6 +157,9 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
 
 
 Handler = Callable[[AsyncSession, Due], Awaitable[None]]
+# The same work for a round's deadlines at once (`TimerEngine`'s `batch_handler`): the effect must be that of
+# `Handler` on each of them in turn, so that a batch that fails can be fired again one by one.
+BatchHandler = Callable[[AsyncSession, Sequence[Due]], Awaitable[None]]
 LOCKED_RETRY_S = 0.25  # due deadlines that other engines hold: look again this much later, not at once
 
 
@@ -203,11 +204,13 @@ class TimerEngine:
         kinds: tuple[str, ...] | None = None,
         exclude_kinds: tuple[str, ...] = (),
         waker: Waker | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.factory = factory
         self.database_url = database_url
         self.table = table
         self.handler = handler
+        self.batch_handler = batch_handler
         self.batch_size = batch_size
         self.max_batch_s = max_batch_s
         self.max_sleep_s = max_sleep_s
@@ -303,11 +306,13 @@ class TimerEngine:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            for row in rows:
+            dues = [Due(row.id, row.kind, row.ref, row.due_at, row.attempts) for row in rows]
+            if len(dues) > 1 and await self._fire_together(session, dues, fired):
+                dues = []
+            for due in dues:
                 if time.monotonic() - started >= self.max_batch_s:
                     full = True
                     break
-                due = Due(row.id, row.kind, row.ref, row.due_at, row.attempts)
                 try:
                     async with session.begin_nested():
                         await self.handler(session, due)
@@ -325,6 +330,28 @@ class TimerEngine:
             LATENESS.labels(kind).observe(lateness)
             FIRED.labels(kind, "fired").inc()
         return Fired(len(rows), next_in_s, full)
+
+    async def _fire_together(self, session: AsyncSession, dues: list[Due], fired: list[tuple[str, float]]) -> bool:
+        """Fire the round's deadlines with the batch handler, in one savepoint, and mark them fired in one statement.
+        False if there is no batch handler, or if the batch failed: its savepoint is rolled back, and the deadlines
+        are fired one by one, each failure on its own."""
+        if self.batch_handler is None:
+            return False
+        t = self.table
+        try:
+            async with session.begin_nested():
+                await self.batch_handler(session, dues)
+        except Exception as exc:
+            log.info(
+                "deadlines: a batch of %d failed (%s: %s); firing them one by one", len(dues), type(exc).__name__, exc
+            )
+            return False
+        conn = await session.connection()
+        mark = sa.update(t).where(t.c.id.in_([d.id for d in dues])).values(fired_at=sa.func.clock_timestamp())
+        rows = (await conn.execute(mark.returning(t.c.id, t.c.fired_at))).all()
+        fired_at: dict[int, datetime] = {row.id: row.fired_at for row in rows}
+        fired.extend((d.kind, max((fired_at[d.id] - d.due_at).total_seconds(), 0.0)) for d in dues)
+        return True
 
     def _kind_filter(self) -> list[sa.ColumnElement[bool]]:
         t = self.table

@@ -62,6 +62,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             database_url=settings.require_database_url(),
             table=DEADLINES,
             handler=handlers.on_deadline(notifier),
+            batch_handler=handlers.on_deadlines(notifier),
             exclude_kinds=(SMS_SEND,),
         )
         rt.runners["deadlines"] = escalations.run

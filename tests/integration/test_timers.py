@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import SessionFactory, make_session_factory, unit_of_work
+from shared.db import SessionFactory, make_session_factory, unit_of_work, write_behind
 from shared.devinfra import wait_for
-from shared.timers import Due, TimerEngine, deadlines_table, schedule, wake_trigger_sql
+from shared.timers import Due, TimerEngine, cancel, deadlines_table, schedule, schedule_many, wake_trigger_sql
 from tests.conftest import scratch_schema
 
 SCHEMA = "timers_test"
@@ -171,3 +172,88 @@ async def _state(factory: SessionFactory, ref: uuid.UUID) -> tuple[str, int] | N
             )
         ).first()
     return (row[0], row[1]) if row else None
+
+
+async def test_a_batch_handler_fires_a_rounds_deadlines_together_and_each_once(
+    factory: SessionFactory, database_url: str
+) -> None:
+    kind = f"k-{uuid.uuid4().hex[:6]}"
+    refs = await add(factory, kind, datetime.now(UTC) - timedelta(seconds=1), 30)
+    alone, batches = Recorder(kind), []
+
+    async def batch(session: object, dues: Sequence[Due]) -> None:
+        batches.append([d.ref for d in dues if d.kind == kind])
+
+    task = start(factory, database_url, alone, batch_handler=batch, batch_size=10)
+    try:
+        await wait_for(lambda: sum(map(len, batches)) == 30, timeout=20, message="30 deadlines in batches")
+        await wait_for(lambda: _all_fired(factory, refs), timeout=10, message="the batches marked fired")
+    finally:
+        await stop(task)
+    fired = Counter(ref for refs_ in batches for ref in refs_)
+    assert set(fired) == set(refs) and set(fired.values()) == {1}
+    assert max(map(len, batches)) > 1
+    assert not alone.fired  # a round of more than one deadline goes to the batch handler
+
+
+async def test_a_failing_batch_is_undone_and_fired_one_by_one(factory: SessionFactory, database_url: str) -> None:
+    kind = f"k-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    refs = await add(factory, kind, now, 5)
+    [broken] = await add(factory, kind, now)
+    calls: Counter[uuid.UUID] = Counter()
+    written_by_batch = f"{kind}-batch"
+
+    async def batch(session: AsyncSession, dues: Sequence[Due]) -> None:
+        await schedule(session, TABLE, written_by_batch, uuid.uuid4(), now + timedelta(days=1))
+        if any(d.ref == broken for d in dues):
+            raise RuntimeError("one of them cannot be fired")
+
+    async def handler(session: object, due: Due) -> None:
+        if due.kind == kind:
+            calls[due.ref] += 1
+            if due.ref == broken:
+                raise RuntimeError("boom")
+
+    task = start(factory, database_url, handler, batch_handler=batch, max_attempts=1)
+    try:
+        await wait_for(lambda: _state(factory, broken), timeout=20, message="the broken one given up")
+        await wait_for(lambda: _all_fired(factory, refs), timeout=10, message="the others fired")
+    finally:
+        await stop(task)
+    assert {ref: calls[ref] for ref in refs} == dict.fromkeys(refs, 1)
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        kept = await conn.execute(sa.select(sa.func.count()).where(TABLE.c.kind == written_by_batch))
+        assert kept.scalar_one() == 0  # what the failed batch wrote was rolled back with it
+
+
+async def _all_fired(factory: SessionFactory, refs: list[uuid.UUID]) -> bool:
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        pending = sa.select(sa.func.count()).where(TABLE.c.ref.in_(refs), TABLE.c.fired_at.is_(None))
+        return (await conn.execute(pending)).scalar_one() == 0
+
+
+async def test_write_behind_holds_inserts_until_its_end_and_drops_them_if_it_raises(factory: SessionFactory) -> None:
+    kind = f"k-{uuid.uuid4().hex[:6]}"
+    later = datetime.now(UTC) + timedelta(days=1)
+    kept, dropped, cancelled = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        count = sa.select(sa.func.count()).where(TABLE.c.kind == kind, TABLE.c.fired_at.is_(None))
+        async with write_behind(session):
+            await schedule_many(session, TABLE, [(kind, kept, later), (kind, cancelled, later)])
+            assert (await conn.execute(count)).scalar_one() == 0  # held
+            assert await cancel(session, TABLE, cancelled) == 1  # a cancel writes what is held first, and sees it
+        assert (await conn.execute(count)).scalar_one() == 1
+        with pytest.raises(RuntimeError):
+            async with write_behind(session):
+                await schedule(session, TABLE, kind, dropped, later)
+                raise RuntimeError("the batch failed")
+        await schedule(session, TABLE, kind, dropped, later)  # after the block: written at once
+        assert (await conn.execute(count)).scalar_one() == 2
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        rows = await conn.execute(sa.select(TABLE.c.ref).where(TABLE.c.kind == kind, TABLE.c.fired_at.is_(None)))
+        assert sorted(r.ref for r in rows) == sorted([kept, dropped])

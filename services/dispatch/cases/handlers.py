@@ -1,5 +1,6 @@
 """Thin Kafka and timer handlers: decode, then hand to the flow in `service.py`."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -9,7 +10,7 @@ from services.dispatch.notify.service import Notifier
 from services.dispatch.sms.provider import SmsProvider
 from shared.events import Envelope, OutcomeRecordedV1, WarningReceivedV1
 from shared.inbox import SessionHandler
-from shared.timers import Due, Handler
+from shared.timers import BatchHandler, Due, Handler
 
 WARNINGS_GROUP = "dispatch-warnings"
 OUTCOMES_GROUP = "dispatch-outcomes"
@@ -36,6 +37,13 @@ def on_outcome(notifier: Notifier) -> SessionHandler:
 def on_deadline(notifier: Notifier) -> Handler:
     async def handle(session: AsyncSession, due: Due) -> None:
         await service.on_deadline(session, due, notifier, datetime.now(UTC))
+
+    return handle
+
+
+def on_deadlines(notifier: Notifier) -> BatchHandler:
+    async def handle(session: AsyncSession, dues: Sequence[Due]) -> None:
+        await service.on_deadlines(session, dues, notifier, datetime.now(UTC))
 
     return handle
 

@@ -26,6 +26,34 @@ async def with_case(
     return (row[0], row[1]) if row is not None else None
 
 
+async def with_cases(
+    session: AsyncSession, task_ids: Sequence[uuid.UUID], *, lock: Sequence[type[Task] | type[Case]] = ()
+) -> dict[uuid.UUID, tuple[Task, Case]]:
+    """`with_case` for many tasks in one query. Locked in the cases' and tasks' order, so that two transactions
+    locking overlapping sets wait for each other instead of deadlocking."""
+    if not task_ids:
+        return {}
+    stmt = (
+        select(Task, Case)
+        .join(Case, col(Case.id) == col(Task.case_id))
+        .where(col(Task.id).in_(task_ids))
+        .order_by(col(Case.id), col(Task.id))
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=list(lock)).execution_options(populate_existing=True)
+    return {task.id: (task, case) for task, case in (await session.exec(stmt)).all()}
+
+
+async def open_tasks_of(session: AsyncSession, case_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Task]]:
+    """`open_tasks` for many cases in one query; a case without open tasks has an empty list."""
+    found: dict[uuid.UUID, list[Task]] = {case_id: [] for case_id in case_ids}
+    if case_ids:
+        stmt = select(Task).where(col(Task.case_id).in_(case_ids), col(Task.status).in_(OPEN_STATUSES))
+        for task in (await session.exec(stmt.order_by(col(Task.created_at)))).all():
+            found[task.case_id].append(task)
+    return found
+
+
 async def open_tasks(session: AsyncSession, case_id: uuid.UUID) -> list[Task]:
     stmt = select(Task).where(Task.case_id == case_id, col(Task.status).in_(OPEN_STATUSES))
     return list((await session.exec(stmt.order_by(col(Task.created_at)))).all())
@@ -73,8 +101,20 @@ async def visible(
     return [(t, c) for t, c in (await session.exec(stmt)).all()]
 
 
-async def team_for(session: AsyncSession, area_code: str, *, backup: bool) -> Team | None:
-    """The area's team; for `backup`, the backup team of the area's station."""
+_TEAMS = "quanzu.team_ids"
+
+
+async def team_id_for(session: AsyncSession, area_code: str, *, backup: bool) -> uuid.UUID | None:
+    """The area's team; for `backup`, the backup team of the area's station. Read once per transaction: a batch of
+    escalations in one area asks for the same team each time."""
+    known: dict[tuple[str, bool], uuid.UUID | None] = session.info.setdefault(_TEAMS, {})
+    if (area_code, backup) not in known:
+        team = await _team_for(session, area_code, backup=backup)
+        known[(area_code, backup)] = team.id if team is not None else None
+    return known[(area_code, backup)]
+
+
+async def _team_for(session: AsyncSession, area_code: str, *, backup: bool) -> Team | None:
     if backup:
         station = select(Area.station).where(Area.area_code == area_code).scalar_subquery()
         stmt = select(Team).where(col(Team.backup).is_(True), Team.station == station)
