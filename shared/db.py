@@ -129,24 +129,31 @@ async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
 
 
 _HELD = "quanzu.held_rows"
+Row = dict[str, object]
 
 
-async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, object]]) -> None:
-    """Insert plain rows (outbox events, deadlines), or hold them for the end of the enclosing `write_behind`."""
+async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:
+    """Insert plain rows that nothing in the transaction reads back (outbox events, deadlines, a case's timeline),
+    without the ORM's per-object cost; or hold them for the end of the enclosing `write_behind`.
+
+    The session is flushed first, as a query would autoflush it: the rows may refer to objects added to it."""
     if not rows:
         return
-    held: dict[sa.Table, list[dict[str, object]]] | None = session.info.get(_HELD)
+    held: dict[sa.Table, list[Row]] | None = session.info.get(_HELD)
     if held is not None:
         held.setdefault(table, []).extend(rows)
         return
+    await session.flush()
     await (await session.connection()).execute(sa.insert(table), rows)
 
 
 async def write_held(session: AsyncSession, table: sa.Table | None = None) -> None:
-    """Write the rows held for `table` (or all of them) now: before a statement that must see them."""
-    held: dict[sa.Table, list[dict[str, object]]] | None = session.info.get(_HELD)
+    """Write the rows held for `table` (or all of them) now, after flushing the session: before a statement that
+    must see them, and at the end of the `write_behind` block."""
+    held: dict[sa.Table, list[Row]] | None = session.info.get(_HELD)
     if not held:
         return
+    await session.flush()
     conn = await session.connection()
     for each in [table] if table is not None else list(held):
         rows = held.pop(each, None)
@@ -158,10 +165,11 @@ async def write_held(session: AsyncSession, table: sa.Table | None = None) -> No
 async def write_behind(session: AsyncSession) -> AsyncIterator[None]:
     """Hold the `insert_rows` of the block and write them at its end, one statement per table.
 
-    For a batch of work in one transaction (deadlines fired together): a hundred escalations each publishing
-    events and scheduling deadlines make two statements, not two hundred. The rows are written in the order they
-    were inserted, so an outbox keeps its order. If the block raises, nothing held is written. Nested blocks
-    hold for the outermost one.
+    A message's or a deadline's work publishes events, schedules deadlines and appends to a case's timeline at
+    several points; held, they are a few statements at the end, after the ORM's one flush (so a new case is
+    inserted once, in its final state). A batch of a hundred escalations makes a few statements, not hundreds.
+    The rows are written in the order they were inserted, so an outbox keeps its order. If the block raises,
+    nothing held is written. Nested blocks hold for the outermost one.
     """
     if _HELD in session.info:
         yield

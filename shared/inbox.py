@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import SessionFactory, unit_of_work
+from shared.db import SessionFactory, unit_of_work, write_behind
 from shared.events import Envelope
 from shared.kafka import Handler
 from shared.scope import system_settings
@@ -39,10 +39,11 @@ SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 
 
 def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler) -> Handler:
-    """Wrap a handler so it runs once per event id, in one transaction with the inbox record."""
+    """Wrap a handler so it runs once per event id, in one transaction with the inbox record; its plain inserts
+    (`shared.db.insert_rows`) are written when it returns, one statement per table."""
 
     async def handle(envelope: Envelope) -> None:
-        async with unit_of_work(factory, system_settings()) as session:
+        async with unit_of_work(factory, system_settings()) as session, write_behind(session):
             if await claim(session, table, consumer, envelope.id):
                 await handler(session, envelope)
 

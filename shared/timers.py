@@ -9,6 +9,8 @@
   deadlines for, and only if they are due before the engine meant to wake anyway: every case a warning opens
   writes deadlines, and waking every engine for each of them was a fifth of dispatch's work. New work is acted on
   when its event arrives; timers are only for what must happen later.
+- A handler's plain inserts (`shared.db.insert_rows`: events, deadlines) are held and written when it returns, one
+  statement per table.
 - A handler that raises is retried with backoff in its own savepoint, without holding up the others;
   after `max_attempts` the deadline is marked fired with its error, and logged, so it cannot loop forever.
 """
@@ -31,7 +33,15 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import SessionFactory, insert_rows, is_database_unavailable, listen, unit_of_work, write_held
+from shared.db import (
+    SessionFactory,
+    insert_rows,
+    is_database_unavailable,
+    listen,
+    unit_of_work,
+    write_behind,
+    write_held,
+)
 from shared.scope import system_settings
 
 log = logging.getLogger(__name__)
@@ -314,7 +324,7 @@ class TimerEngine:
                     full = True
                     break
                 try:
-                    async with session.begin_nested():
+                    async with session.begin_nested(), write_behind(session):
                         await self.handler(session, due)
                 except Exception as exc:
                     await self._failed(session, due, exc)
@@ -339,7 +349,7 @@ class TimerEngine:
             return False
         t = self.table
         try:
-            async with session.begin_nested():
+            async with session.begin_nested(), write_behind(session):
                 await self.batch_handler(session, dues)
         except Exception as exc:
             log.info(

@@ -8,6 +8,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.cases.models import Case, CaseTransition, CaseWarning
+from shared.db import insert_rows
+
+TRANSITIONS = CaseTransition.__table__  # type: ignore[attr-defined]
 
 
 async def open_case_for_subject(session: AsyncSession, subject_key: str, since: datetime) -> Case | None:
@@ -63,8 +66,17 @@ async def warnings_of(session: AsyncSession, case_id: uuid.UUID) -> list[CaseWar
     return list((await session.exec(stmt)).all())
 
 
-def add(session: AsyncSession, *rows: Case | CaseWarning | CaseTransition) -> None:
+def add(session: AsyncSession, *rows: Case | CaseWarning) -> None:
     session.add_all(rows)
+
+
+async def add_transition(
+    session: AsyncSession, case_id: uuid.UUID, at: datetime, from_state: str, to_state: str, actor: str, reason: str
+) -> None:
+    """A case's timeline is only ever appended to: a plain row, not an ORM object."""
+    row = {"id": uuid.uuid4(), "case_id": case_id, "at": at, "from_state": from_state, "to_state": to_state,
+           "actor": actor, "reason": reason}  # fmt: skip
+    await insert_rows(session, TRANSITIONS, [row])
 
 
 async def erase_subjects(session: AsyncSession, closed_days_ago: int) -> int:

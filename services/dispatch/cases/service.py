@@ -20,7 +20,7 @@ from services.dispatch import metrics
 from services.dispatch.areas.models import Area
 from services.dispatch.cases import policy as rules
 from services.dispatch.cases import repository as cases
-from services.dispatch.cases.models import STATE_RANK, TIER_STATE, Case, CaseTransition, CaseWarning
+from services.dispatch.cases.models import STATE_RANK, TIER_STATE, Case, CaseWarning
 from services.dispatch.db import DEADLINES, OUTBOX
 from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
@@ -30,7 +30,6 @@ from services.dispatch.sms.provider import SmsProvider, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from shared import timers
-from shared.db import write_behind
 from shared.events import (
     CaseClosedV1,
     CaseJoinedV1,
@@ -292,8 +291,9 @@ async def close(session: AsyncSession, case: Case, closure: str, now: datetime, 
 
 async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifier: Notifier, now: datetime) -> None:
     """Deadlines fired together, with the effect of `on_deadline` on each in turn, in far fewer statements: their
-    tasks and cases are locked in one query, the cases' open tasks read in one query per turn, and the events and
-    deadlines they make written in one statement each, at the end.
+    tasks and cases are locked in one query, and the cases' open tasks read in one query per turn. (The timer
+    engine holds what they insert, events, deadlines, notifications and transitions, to write it in one statement
+    per table at the end.)
 
     A case's deadlines are fired in turns: each case's first deadline in the first turn, its second in the next,
     and so on, so that a case's second deadline sees the tasks its first one left. The cases are independent of
@@ -307,14 +307,13 @@ async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifi
             turns.append([])
         turns[met[case_id]].append(due)
         met[case_id] += 1
-    async with write_behind(session):
-        for turn in turns:
-            # read afresh each turn (the session writes the earlier turns' changes first), in one query
-            open_now = await tasks.open_tasks_of(session, list({found[d.ref][1].id for d in turn if d.ref in found}))
-            for due in turn:
-                pair = found.get(due.ref)
-                read = (*pair, open_now[pair[1].id]) if pair is not None else None
-                await on_deadline(session, due, notifier, now, read=read)
+    for turn in turns:
+        # read afresh each turn (the session writes the earlier turns' changes first), in one query
+        open_now = await tasks.open_tasks_of(session, list({found[d.ref][1].id for d in turn if d.ref in found}))
+        for due in turn:
+            pair = found.get(due.ref)
+            read = (*pair, open_now[pair[1].id]) if pair is not None else None
+            await on_deadline(session, due, notifier, now, read=read)
 
 
 async def on_deadline(
@@ -553,11 +552,8 @@ async def _transition(
 ) -> None:
     if case.state == to_state and not force:
         return
-    cases.add(
-        session,
-        CaseTransition(case_id=case.id, at=now, from_state=case.state if not force else "-", to_state=to_state,
-                       actor=actor[:100], reason=reason[:500]),
-    )  # fmt: skip
+    from_state = case.state if not force else "-"
+    await cases.add_transition(session, case.id, now, from_state, to_state, actor[:100], reason[:500])
     case.state = to_state
     session.add(case)
 

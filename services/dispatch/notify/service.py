@@ -4,12 +4,16 @@ implementation records them where tests and the demo can read them (GET /v1/dev/
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.notify.models import Notification
+from shared.db import insert_rows
+
+NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
 
 class Notifier(Protocol):
@@ -38,16 +42,9 @@ class RecordingNotifier:
         case_id: uuid.UUID | None = None,
         task_id: uuid.UUID | None = None,
     ) -> None:
-        session.add(
-            Notification(
-                recipient_kind=recipient_kind,
-                recipient=recipient,
-                kind=kind,
-                message=message,
-                case_id=case_id,
-                task_id=task_id,
-            )
-        )
+        row = {"id": uuid.uuid4(), "at": datetime.now(UTC), "recipient_kind": recipient_kind, "recipient": recipient,
+               "kind": kind, "message": message, "case_id": case_id, "task_id": task_id}  # fmt: skip
+        await insert_rows(session, NOTIFICATIONS, [row])
 
 
 async def recorded(
