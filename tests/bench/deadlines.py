@@ -361,13 +361,13 @@ WITH visits AS (SELECT case_id, count(*) AS n, min(pg_xact_commit_timestamp(xmin
                   FROM dispatch.outbox WHERE id > $2 AND topic = 'dispatch.events' GROUP BY key),
      reference AS (SELECT min(effect) AS effect, count(DISTINCT effect) AS kinds FROM events
                     WHERE key = ANY($3::bytea[]))
-SELECT (SELECT coalesce(sum(n), 0) FROM visits) AS visits,
+SELECT (SELECT coalesce(sum(n), 0)::bigint FROM visits) AS visits,
        (SELECT count(*) FROM visits WHERE n = 1) AS escalated_once,
        -- each row's xmin is its savepoint's subtransaction; they share their transaction's commit time
        (SELECT count(DISTINCT committed) FROM visits) AS commits,
        (SELECT array_agg(extract(epoch FROM committed - $1)) FROM visits) AS visible,
-       (SELECT coalesce(sum(breached), 0) FROM events) AS breached_events,
-       (SELECT coalesce(sum(escalated), 0) FROM events) AS escalated_events,
+       (SELECT coalesce(sum(breached), 0)::bigint FROM events) AS breached_events,
+       (SELECT coalesce(sum(escalated), 0)::bigint FROM events) AS escalated_events,
        (SELECT CASE WHEN kinds = 1 THEN effect ELSE 'the reference cases differ' END FROM reference)
            AS reference_effect,
        (SELECT count(*) FROM events, reference WHERE events.effect = reference.effect) AS as_reference
