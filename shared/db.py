@@ -228,6 +228,10 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(err, DBAPIError) and err.connection_invalidated:
             return True
+        # The driver's "this connection cannot run a statement now": a pooled connection whose server process was
+        # just terminated (an outage, a failover), used before the driver saw its socket close.
+        if isinstance(err, asyncpg.InternalClientError) and _raised_in_driver(err):
+            return True
         state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
         if isinstance(state, str) and (
             state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) or state in _UNAVAILABLE_SQLSTATES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import SessionFactory, unit_of_work, write_behind
 from shared.events import Envelope
-from shared.kafka import Handler
+from shared.kafka import BatchHandler, Handler
 from shared.scope import system_settings
 
 
@@ -35,6 +35,18 @@ async def claim(session: AsyncSession, table: sa.Table, consumer: str, event_id:
     return (await conn.execute(stmt)).first() is not None
 
 
+async def claim_many(
+    session: AsyncSession, table: sa.Table, consumer: str, event_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """`claim` for many events in one statement: the ids `consumer` sees for the first time."""
+    if not event_ids:
+        return set()
+    rows = [{"consumer": consumer, "event_id": event_id} for event_id in dict.fromkeys(event_ids)]
+    stmt = insert(table).on_conflict_do_nothing().returning(table.c.event_id)
+    conn = await session.connection()
+    return set((await conn.execute(stmt, rows)).scalars().all())
+
+
 SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 
 
@@ -46,5 +58,23 @@ def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handl
         async with unit_of_work(factory, system_settings()) as session, write_behind(session):
             if await claim(session, table, consumer, envelope.id):
                 await handler(session, envelope)
+
+    return handle
+
+
+def transactional_batch(
+    factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler
+) -> BatchHandler:
+    """`transactional` for a partition's polled events at once: one transaction, one inbox statement, the handler
+    on each new event in turn, and their plain inserts written together at the end. Each event's handler sees what
+    the ones before it did, as if each had committed on its own."""
+
+    async def handle(envelopes: Sequence[Envelope]) -> None:
+        async with unit_of_work(factory, system_settings()) as session, write_behind(session):
+            fresh = await claim_many(session, table, consumer, [e.id for e in envelopes])
+            for envelope in envelopes:
+                if envelope.id in fresh:
+                    fresh.discard(envelope.id)  # the same event twice in one poll is handled once
+                    await handler(session, envelope)
 
     return handle

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -86,6 +86,9 @@ async def read_to_end(
 
 
 Handler = Callable[[Envelope], Awaitable[None]]
+# A partition's polled events at once, with the effect of `Handler` on each in turn (`shared.inbox.transactional`):
+# a batch that fails is handled again one by one, so that only the event at fault is retried or dead-lettered.
+BatchHandler = Callable[[Sequence[Envelope]], Awaitable[None]]
 
 
 class ConsumerLoop:
@@ -110,8 +113,10 @@ class ConsumerLoop:
         max_attempts: int = 3,
         lag_interval_s: float = 5.0,
         concurrency: int = 4,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.batch_handler = batch_handler
         self.group = group
         self.topics = topics
         self.handler = handler
@@ -163,8 +168,9 @@ class ConsumerLoop:
         records: list[ConsumerRecord[bytes, bytes]],
     ) -> None:
         async with lanes:
-            for record in records:
-                await self._handle(record)
+            if not await self._handle_together(records):
+                for record in records:
+                    await self._handle(record)
             try:
                 await consumer.commit({tp: records[-1].offset + 1})
             except (CommitFailedError, IllegalStateError):
@@ -184,15 +190,42 @@ class ConsumerLoop:
                     log.warning("%s/%d now ends before our position: reading it again from its start", *tp)
                     await consumer.seek_to_beginning(tp)
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle_together(self, records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        """Hand the records to the batch handler at once; False if there is none, or if the batch failed, to be
+        handled one by one (its transaction rolled back, nothing of it happened)."""
+        if self.batch_handler is None or len(records) < 2:
+            return False
+        readable = [(r, e) for r in records if (e := await self._readable(r)) is not None]
+        try:
+            await self.batch_handler([envelope for _, envelope in readable])
+        except Exception as exc:
+            log.info("a batch of %d events failed (%s: %s); handling them one by one", len(readable),
+                     type(exc).__name__, _short(exc))  # fmt: skip
+            for record, envelope in readable:
+                await self._handle_envelope(record, envelope)
+            return True
+        for record, _ in readable:
+            EVENTS_HANDLED.labels(record.topic, self.group, "handled").inc()
+        return True
+
+    async def _readable(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+        """The record's envelope; None if it cannot be read, and then it is dead-lettered."""
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError as exc:
             await self._dead_letter(record, f"undecodable envelope: {_short(exc)}")
-            return
+            return None
         if (reason := unreadable(record.topic, envelope)) is not None:
             await self._dead_letter(record, f"unreadable envelope: {reason}")
-            return
+            return None
+        return envelope
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        envelope = await self._readable(record)
+        if envelope is not None:
+            await self._handle_envelope(record, envelope)
+
+    async def _handle_envelope(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> None:
         attempts = 0
         while True:
             try:

@@ -30,7 +30,7 @@ from services.feedback.db import INBOX
 from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import Broker, wait_for
 from shared.events import Envelope, dead_letter_topic
-from shared.inbox import transactional
+from shared.inbox import transactional, transactional_batch
 from shared.kafka import ConsumerLoop, Handler, PoisonMessage, ensure_topics, make_producer, read_to_end
 from shared.outbox import OutboxRelay, create_notify_trigger_sql, enqueue_many, outbox_table, replay_since
 from tests.conftest import scratch_schema
@@ -538,6 +538,89 @@ async def test_inbox_claim_rolls_back_with_a_failing_handler_so_the_redelivery_i
     await once(envelope)  # and once handled, never again
     assert attempts == 2
     assert await count_rows(engine, effects, consumer, envelope.id) == 1
+
+
+async def _batched_loop(
+    broker: Broker, producer: AIOKafkaProducer, topic: str, engine: AsyncEngine, consumer: str, handler: Any
+) -> tuple[ConsumerLoop, Counter[str]]:
+    """A loop as services run it: a polled batch in one transaction, each event alone if that fails."""
+    factory = make_session_factory(engine)
+    calls: Counter[str] = Counter()
+    alone, together = (
+        transactional(factory, INBOX, consumer, handler),
+        transactional_batch(factory, INBOX, consumer, handler),
+    )
+
+    async def one(envelope: Envelope) -> None:
+        calls["alone"] += 1
+        await alone(envelope)
+
+    async def batch(envelopes: Sequence[Envelope]) -> None:
+        calls["batches"] += 1
+        await together(envelopes)
+        calls["batches committed"] += 1
+
+    loop = ConsumerLoop(
+        bootstrap_servers=broker.bootstrap, group=new_group(), topics=[topic], handler=one, producer=producer,
+        batch_handler=batch,
+    )  # fmt: skip
+    return loop, calls
+
+
+async def test_a_polled_batch_is_handled_in_one_transaction_once_per_event(
+    broker: Broker, engine: AsyncEngine, effects: sa.Table
+) -> None:
+    topic = await new_topic(broker.bootstrap, partitions=1, with_dlq=True)
+    consumer = f"plumbing-{uuid.uuid4().hex}"
+    first, second, last = new_envelope(1), new_envelope(2), new_envelope(3)
+    seen: list[uuid.UUID] = []
+
+    async def effect(session: AsyncSession, envelope: Envelope) -> None:
+        seen.append(envelope.id)
+        conn = await session.connection()
+        await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
+
+    async with started_producer(broker.bootstrap) as producer:
+        values = [e.to_bytes() for e in (first, first, second, last)]  # produced before the loop: one poll
+        await produce(producer, topic, values, key=b"k")
+        loop, calls = await _batched_loop(broker, producer, topic, engine, consumer, effect)
+        async with running(loop.run()):
+            await wait_for(lambda: calls["batches committed"] == 1, timeout=30, message="the batch committed")
+
+    assert seen == [first.id, second.id, last.id]  # in order, the duplicate once
+    assert calls == {"batches": 1, "batches committed": 1}
+    for envelope in (first, second, last):
+        assert await count_rows(engine, effects, consumer, envelope.id) == 1
+        assert await count_rows(engine, INBOX, consumer, envelope.id) == 1
+
+
+async def test_a_failing_batch_is_rolled_back_and_handled_again_event_by_event(
+    broker: Broker, engine: AsyncEngine, effects: sa.Table
+) -> None:
+    topic = await new_topic(broker.bootstrap, partitions=1, with_dlq=True)
+    consumer = f"plumbing-{uuid.uuid4().hex}"
+    first, poison, last = new_envelope(1), new_envelope(2), new_envelope(3)
+
+    async def effect(session: AsyncSession, envelope: Envelope) -> None:
+        conn = await session.connection()
+        await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
+        if envelope.id == poison.id:
+            raise PoisonMessage("names an unknown task")
+
+    async with started_producer(broker.bootstrap) as producer:
+        await produce(producer, topic, [e.to_bytes() for e in (first, poison, last)], key=b"k")
+        loop, calls = await _batched_loop(broker, producer, topic, engine, consumer, effect)
+        async with running(loop.run()):
+            await wait_for(lambda: calls["alone"] == 3, timeout=30, message="the events handled one by one")
+            await wait_for(
+                lambda: count_rows(engine, INBOX, consumer, last.id), timeout=30, message="the last one committed"
+            )
+
+    assert calls == {"batches": 1, "alone": 3}  # the batch failed, then each event alone
+    assert [await count_rows(engine, effects, consumer, e.id) for e in (first, poison, last)] == [1, 0, 1]
+    assert await count_rows(engine, INBOX, consumer, poison.id) == 0
+    [dead] = await read_topic(broker.bootstrap, dead_letter_topic(topic))
+    assert dead.value == poison.to_bytes()
 
 
 # ----------------------------------------------------------------------------------------------- outbox

@@ -52,3 +52,14 @@ def test_the_cause_chain_is_followed() -> None:
             raise RuntimeError("wrapped") from inner
     except RuntimeError as outer:
         assert is_database_unavailable(outer)
+
+
+def test_the_drivers_connection_state_error_counts_only_when_the_driver_raised_it() -> None:
+    # Raised by asyncpg on a pooled connection whose server process was terminated (test_intake_outages shows
+    # that case answered 503); raised by anyone else, it says nothing about the database.
+    import asyncpg
+
+    try:
+        raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    except asyncpg.InternalClientError as caught:
+        assert not is_database_unavailable(caught)
