@@ -147,18 +147,28 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
     await (await session.connection()).execute(sa.insert(table), rows)
 
 
-async def write_held(session: AsyncSession, table: sa.Table | None = None) -> None:
-    """Write the rows held for `table` (or all of them) now, after flushing the session: before a statement that
-    must see them, and at the end of the `write_behind` block."""
+async def write_held(
+    session: AsyncSession, table: sa.Table | None = None, *, matching: Callable[[Row], bool] | None = None
+) -> None:
+    """Write the rows held for `table` (or all of them; or only those `matching`) now, after flushing the session:
+    before a statement that must see them, and at the end of the `write_behind` block."""
     held: dict[sa.Table, list[Row]] | None = session.info.get(_HELD)
     if not held:
         return
+    now: dict[sa.Table, list[Row]] = {}
+    for each in [table] if table is not None else list(held):
+        rows = held.pop(each, [])
+        if matching is not None:
+            held[each] = [row for row in rows if not matching(row)]
+            rows = [row for row in rows if matching(row)]
+        if rows:
+            now[each] = rows
+    if not now:
+        return
     await session.flush()
     conn = await session.connection()
-    for each in [table] if table is not None else list(held):
-        rows = held.pop(each, None)
-        if rows:
-            await conn.execute(sa.insert(each), rows)
+    for each, rows in now.items():
+        await conn.execute(sa.insert(each), rows)
 
 
 @asynccontextmanager

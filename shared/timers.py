@@ -23,7 +23,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -153,7 +153,8 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
     since the engine's handler waits for the task or case this caller has locked. It came due before this change
     committed, and its handler, which locks the task and case after this transaction, sees the state as it now is.
     """
-    await write_held(session, table)  # deadlines scheduled earlier in a `write_behind` block are cancelled too
+    # the ref's deadlines scheduled earlier in a `write_behind` block are cancelled too
+    await write_held(session, table, matching=lambda row: row["ref"] == ref)
     pending = sa.select(table.c.id).where(table.c.ref == ref, table.c.fired_at.is_(None))
     if kinds is not None:
         pending = pending.where(table.c.kind.in_(kinds))
@@ -168,8 +169,9 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
 
 Handler = Callable[[AsyncSession, Due], Awaitable[None]]
 # The same work for a round's deadlines at once (`TimerEngine`'s `batch_handler`): the effect must be that of
-# `Handler` on each of them in turn, so that a batch that fails can be fired again one by one.
-BatchHandler = Callable[[AsyncSession, Sequence[Due]], Awaitable[None]]
+# `Handler` on each of them in turn, so that a batch that fails can be fired again one by one. It returns the
+# deadlines it could not fire (by id, with the error), having changed nothing for them: they are retried alone.
+BatchHandler = Callable[[AsyncSession, Sequence[Due]], Awaitable[Mapping[int, Exception]]]
 LOCKED_RETRY_S = 0.25  # due deadlines that other engines hold: look again this much later, not at once
 
 
@@ -342,25 +344,30 @@ class TimerEngine:
         return Fired(len(rows), next_in_s, full)
 
     async def _fire_together(self, session: AsyncSession, dues: list[Due], fired: list[tuple[str, float]]) -> bool:
-        """Fire the round's deadlines with the batch handler, in one savepoint, and mark them fired in one statement.
-        False if there is no batch handler, or if the batch failed: its savepoint is rolled back, and the deadlines
-        are fired one by one, each failure on its own."""
+        """Fire the round's deadlines with the batch handler, in one savepoint, and mark them fired in one statement
+        (those it could not fire are retried alone). False if there is no batch handler, or if the batch failed: its
+        savepoint is rolled back, and the deadlines are fired one by one, each failure on its own."""
         if self.batch_handler is None:
             return False
         t = self.table
         try:
             async with session.begin_nested(), write_behind(session):
-                await self.batch_handler(session, dues)
+                failed = await self.batch_handler(session, dues)
         except Exception as exc:
             log.info(
                 "deadlines: a batch of %d failed (%s: %s); firing them one by one", len(dues), type(exc).__name__, exc
             )
             return False
         conn = await session.connection()
-        mark = sa.update(t).where(t.c.id.in_([d.id for d in dues])).values(fired_at=sa.func.clock_timestamp())
-        rows = (await conn.execute(mark.returning(t.c.id, t.c.fired_at))).all()
-        fired_at: dict[int, datetime] = {row.id: row.fired_at for row in rows}
-        fired.extend((d.kind, max((fired_at[d.id] - d.due_at).total_seconds(), 0.0)) for d in dues)
+        done = [d for d in dues if d.id not in failed]
+        if done:
+            mark = sa.update(t).where(t.c.id.in_([d.id for d in done])).values(fired_at=sa.func.clock_timestamp())
+            rows = (await conn.execute(mark.returning(t.c.id, t.c.fired_at))).all()
+            fired_at: dict[int, datetime] = {row.id: row.fired_at for row in rows}
+            fired.extend((d.kind, max((fired_at[d.id] - d.due_at).total_seconds(), 0.0)) for d in done)
+        for due in dues:
+            if due.id in failed:
+                await self._failed(session, due, failed[due.id])
         return True
 
     def _kind_filter(self) -> list[sa.ColumnElement[bool]]:

@@ -39,6 +39,8 @@ from shared.events import Topic
 from shared.runtime import every
 from shared.timers import TimerEngine, Waker
 
+SMS_BATCH = 50
+
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     settings = settings or DispatchSettings()
@@ -81,8 +83,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
                 database_url=settings.require_database_url(),
                 table=DEADLINES,
                 handler=handlers.on_sms_due(provider, notifier),
+                # Up to SMS_BATCH messages handed to the provider side by side, and recorded in one transaction;
+                # senders skip each other's claimed rows.
+                batch_handler=handlers.on_sms_together(provider, notifier),
                 kinds=(SMS_SEND,),
-                batch_size=1,  # one message per transaction; senders skip each other's locked rows
+                batch_size=SMS_BATCH,
                 max_attempts=SMS_ATTEMPTS,
             )
             rt.runners[f"sms-{n}"] = sms.run

@@ -1,5 +1,6 @@
 """Dispatch's escalation engine fires a round's deadlines together (`service.on_deadlines`). That must have the
-effect of firing them one by one (`service.on_deadline`), in the same order: the same tasks, transitions, events,
+effect of firing them one by one (`service.on_deadline`), in the same order; so must the SMS senders' batches
+(`service.send_sms_together` against `service.send_sms`): the same tasks, transitions, events,
 notifications and deadlines, case by case.
 
 Both ways run here on twin sets of cases, in a private database with the demo district and no dispatch running on
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.cli import admin
 from services.dispatch.cases import service
 from services.dispatch.notify.service import RecordingNotifier
+from services.dispatch.sms.provider import HttpSmsProvider
 from shared import migrate
 from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work, write_behind
 from shared.devinfra import Broker, drop_database, ensure_database
@@ -90,18 +93,19 @@ async def _in_opening_order(factory: SessionFactory, case_ids: set[uuid.UUID]) -
         return [r.id for r in rows]
 
 
-async def pending(factory: SessionFactory, case_ids: Sequence[uuid.UUID]) -> list[Due]:
-    """Every pending deadline of the cases and their tasks but the SMS sends, in due order (as the engine claims)."""
+async def pending(factory: SessionFactory, case_ids: Sequence[uuid.UUID], *, sms: bool = False) -> list[Due]:
+    """The pending deadlines of the cases and their tasks, in due order (as the engines claim them): the SMS sends,
+    or every other one."""
     async with unit_of_work(factory, system_settings()) as session:
         conn = await session.connection()
         rows = await conn.execute(
             sa.text(
                 "SELECT d.id, d.kind, d.ref, d.due_at, d.attempts FROM dispatch.deadlines d"
-                " WHERE d.fired_at IS NULL AND d.kind <> 'sms.send' AND (d.ref = ANY(:ids)"
+                " WHERE d.fired_at IS NULL AND (d.kind = 'sms.send') = :sms AND (d.ref = ANY(:ids)"
                 "  OR d.ref IN (SELECT id FROM dispatch.tasks WHERE case_id = ANY(:ids)))"
                 " ORDER BY d.due_at, d.id"
             ),
-            {"ids": list(case_ids)},
+            {"ids": list(case_ids), "sms": sms},
         )
         return [Due(r.id, r.kind, r.ref, r.due_at, r.attempts) for r in rows]
 
@@ -152,10 +156,26 @@ class Statements:
         self.count += 1
 
 
-async def test_deadlines_fired_together_have_the_effect_of_firing_them_one_by_one(engine: AsyncEngine) -> None:
+async def test_deadlines_fired_together_have_the_effect_of_firing_them_one_by_one(
+    engine: AsyncEngine, sms_gateway: str
+) -> None:
     factory = make_session_factory(engine)
     now = datetime.now(UTC)
     together, alone = await open_cases(factory, now), await open_cases(factory, now)
+
+    # first the SMS, as the SMS senders send them: handed to the (development) provider together, or one by one
+    sms_together, sms_alone = await pending(factory, together, sms=True), await pending(factory, alone, sms=True)
+    assert len(sms_together) == len(sms_alone) == len(together)
+    async with httpx.AsyncClient() as http:
+        provider = HttpSmsProvider(http, sms_gateway, api_key=None, total_deadline_s=10)
+        async with unit_of_work(factory, system_settings()) as session, write_behind(session):
+            assert await service.send_sms_together(session, sms_together, provider, NOTIFIER, now) == {}
+        for due in sms_alone:
+            async with unit_of_work(factory, system_settings()) as session, write_behind(session):
+                await service.send_sms(session, due, provider, NOTIFIER, now)
+    assert [await what_happened(factory, case) for case in together] == [
+        await what_happened(factory, case) for case in alone
+    ]
     dues_together, dues_alone = await pending(factory, together), await pending(factory, alone)
     kinds = {d.kind for d in dues_together}
     assert kinds == {"task.due", "task.ack", "case.unassigned"}, kinds

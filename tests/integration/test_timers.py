@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -181,8 +181,9 @@ async def test_a_batch_handler_fires_a_rounds_deadlines_together_and_each_once(
     refs = await add(factory, kind, datetime.now(UTC) - timedelta(seconds=1), 30)
     alone, batches = Recorder(kind), []
 
-    async def batch(session: object, dues: Sequence[Due]) -> None:
+    async def batch(session: object, dues: Sequence[Due]) -> Mapping[int, Exception]:
         batches.append([d.ref for d in dues if d.kind == kind])
+        return {}
 
     task = start(factory, database_url, alone, batch_handler=batch, batch_size=10)
     try:
@@ -204,10 +205,11 @@ async def test_a_failing_batch_is_undone_and_fired_one_by_one(factory: SessionFa
     calls: Counter[uuid.UUID] = Counter()
     written_by_batch = f"{kind}-batch"
 
-    async def batch(session: AsyncSession, dues: Sequence[Due]) -> None:
+    async def batch(session: AsyncSession, dues: Sequence[Due]) -> Mapping[int, Exception]:
         await schedule(session, TABLE, written_by_batch, uuid.uuid4(), now + timedelta(days=1))
         if any(d.ref == broken for d in dues):
             raise RuntimeError("one of them cannot be fired")
+        return {}
 
     async def handler(session: object, due: Due) -> None:
         if due.kind == kind:
@@ -226,6 +228,32 @@ async def test_a_failing_batch_is_undone_and_fired_one_by_one(factory: SessionFa
         conn = await session.connection()
         kept = await conn.execute(sa.select(sa.func.count()).where(TABLE.c.kind == written_by_batch))
         assert kept.scalar_one() == 0  # what the failed batch wrote was rolled back with it
+
+
+async def test_deadlines_a_batch_returns_as_not_fired_are_retried_alone(
+    factory: SessionFactory, database_url: str
+) -> None:
+    kind = f"k-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    refs = await add(factory, kind, now, 5)
+    [later] = await add(factory, kind, now)
+    batched: Counter[uuid.UUID] = Counter()
+    alone = Recorder(kind)
+
+    async def batch(session: object, dues: Sequence[Due]) -> Mapping[int, Exception]:
+        batched.update(d.ref for d in dues if d.kind == kind)
+        return {d.id: RuntimeError("the provider is busy") for d in dues if d.ref == later}
+
+    task = start(factory, database_url, alone, batch_handler=batch, max_attempts=2)
+    try:
+        await wait_for(lambda: alone.fired[later] == 1, timeout=20, message="the one not fired, tried again alone")
+        await wait_for(lambda: _all_fired(factory, [*refs, later]), timeout=10, message="all marked fired")
+    finally:
+        await stop(task)
+    assert {ref: batched[ref] for ref in refs} == dict.fromkeys(refs, 1)
+    assert not any(alone.fired[ref] for ref in refs)
+    assert batched[later] == 1
+    assert await _state(factory, later) == ("the provider is busy", 1)  # retried after the engine's backoff
 
 
 async def _all_fired(factory: SessionFactory, refs: list[uuid.UUID]) -> bool:

@@ -1,6 +1,6 @@
 """Thin Kafka and timer handlers: decode, then hand to the flow in `service.py`."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,8 +42,16 @@ def on_deadline(notifier: Notifier) -> Handler:
 
 
 def on_deadlines(notifier: Notifier) -> BatchHandler:
-    async def handle(session: AsyncSession, dues: Sequence[Due]) -> None:
+    async def handle(session: AsyncSession, dues: Sequence[Due]) -> Mapping[int, Exception]:
         await service.on_deadlines(session, dues, notifier, datetime.now(UTC))
+        return {}
+
+    return handle
+
+
+def on_sms_together(provider: SmsProvider, notifier: Notifier) -> BatchHandler:
+    async def handle(session: AsyncSession, dues: Sequence[Due]) -> Mapping[int, Exception]:
+        return await service.send_sms_together(session, dues, provider, notifier, datetime.now(UTC))
 
     return handle
 

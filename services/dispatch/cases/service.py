@@ -7,10 +7,11 @@ commits the state, the deadlines, the notifications and the outbox events togeth
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
 from services.dispatch.policies.policy import PolicyValues
 from services.dispatch.policies.service import values_of
-from services.dispatch.sms.provider import SmsProvider, sms_text
+from services.dispatch.sms.provider import SmsProvider, SmsResult, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from shared import timers
@@ -299,6 +300,16 @@ async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifi
     and so on, so that a case's second deadline sees the tasks its first one left. The cases are independent of
     each other, so that only the order within a case matters."""
     found = await tasks.with_cases(session, [d.ref for d in dues if d.kind != UNASSIGNED], lock=LOCK_BOTH)
+    async for due, read in _in_turns(session, dues, found):
+        await on_deadline(session, due, notifier, now, read=read)
+
+
+async def _in_turns(
+    session: AsyncSession, dues: Sequence[timers.Due], found: dict[uuid.UUID, tuple[Task, Case]]
+) -> AsyncIterator[tuple[timers.Due, tuple[Task, Case, list[Task]] | None]]:
+    """The deadlines in turns, each with its task and case (`found`, by the deadline's ref) and the case's open tasks
+    as the earlier turns left them: each case's first deadline in the first turn, its second in the next, and so on.
+    The open tasks are read afresh each turn (the session writes the earlier turns' changes first), in one query."""
     turns: list[list[timers.Due]] = []
     met: Counter[uuid.UUID] = Counter()
     for due in dues:
@@ -308,12 +319,10 @@ async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifi
         turns[met[case_id]].append(due)
         met[case_id] += 1
     for turn in turns:
-        # read afresh each turn (the session writes the earlier turns' changes first), in one query
         open_now = await tasks.open_tasks_of(session, list({found[d.ref][1].id for d in turn if d.ref in found}))
         for due in turn:
             pair = found.get(due.ref)
-            read = (*pair, open_now[pair[1].id]) if pair is not None else None
-            await on_deadline(session, due, notifier, now, read=read)
+            yield due, (*pair, open_now[pair[1].id]) if pair is not None else None
 
 
 async def on_deadline(
@@ -620,14 +629,55 @@ async def send_sms(
     `sms_deadline_s`) must not hold up the case's other work, a joining warning, an outcome or a deadline, for that
     long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless."""
     found = await tasks.with_case(session, due.ref)
-    if found is None or found[0].status not in OPEN_STATUSES:
+    if found is None or (phone := _sms_to(*found)) is None:
         return
-    task, case = found
+    result = await _deliver(provider, *found, phone)
+    await _sms_sent(session, due, await tasks.with_case(session, due.ref, lock=LOCK_BOTH), result, notifier, now)
+
+
+async def send_sms_together(
+    session: AsyncSession, dues: Sequence[timers.Due], provider: SmsProvider, notifier: Notifier, now: datetime
+) -> dict[int, Exception]:
+    """`send_sms` for many SMS at once: read in one query, handed to the provider side by side, then locked in one
+    query and recorded in turns (`_in_turns`). Those the provider could not take this time are returned, unchanged,
+    for the timer engine to try again later."""
+    found = await tasks.with_cases(session, [d.ref for d in dues])
+    to_send = [(d, found[d.ref], phone) for d in dues if d.ref in found and (phone := _sms_to(*found[d.ref]))]
+    results = await asyncio.gather(*(_deliver(provider, *pair, phone) for _, pair, phone in to_send))
+    sent = {due.id: result for (due, _, _), result in zip(to_send, results, strict=True)}
+    locked = await tasks.with_cases(session, [d.ref for d in dues if d.id in sent], lock=LOCK_BOTH)
+    not_yet: dict[int, Exception] = {}
+    async for due, read in _in_turns(session, [d for d in dues if d.id in sent], locked):
+        try:
+            await _sms_sent(session, due, read[:2] if read else None, sent[due.id], notifier, now, read)
+        except SmsNotYet as exc:  # raised before anything changed
+            not_yet[due.id] = exc
+    return not_yet
+
+
+def _sms_to(task: Task, case: Case) -> str | None:
+    """The phone the task's SMS goes to, if it is still to be sent."""
+    if task.status not in OPEN_STATUSES or case.state == "closed":
+        return None
     phone = case.subject.get("phone")
-    if case.state == "closed" or not phone:
-        return
-    result = await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
-    found = await tasks.with_case(session, due.ref, lock=LOCK_BOTH)
+    return str(phone) if phone else None
+
+
+async def _deliver(provider: SmsProvider, task: Task, case: Case, phone: str) -> SmsResult:
+    return await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
+
+
+async def _sms_sent(
+    session: AsyncSession,
+    due: timers.Due,
+    found: tuple[Task, Case] | None,
+    result: SmsResult,
+    notifier: Notifier,
+    now: datetime,
+    read: tuple[Task, Case, list[Task]] | None = None,
+) -> None:
+    """Record what the provider said of the task's SMS (`found`: the task and its case, locked since), and decide
+    what follows. `read`, when the caller has them at hand: the task, its case and the case's open tasks."""
     if found is None or found[0].status not in OPEN_STATUSES or found[1].state == "closed":
         log.info("SMS for task %s went out while its case moved on (%s)", due.ref, found[1].state if found else "gone")
         return
@@ -642,7 +692,8 @@ async def send_sms(
     await timers.cancel(session, DEADLINES, task.id, (DUE,))  # not the sms.send deadline being fired
     await _publish(session, case, SmsSentV1(task_id=task.id, case_id=case.id, accepted=result.accepted, at=now))
     values = PolicyValues.model_validate(case.policy)
-    others = [t for t in await tasks.open_tasks(session, case.id) if t.id != task.id]
+    open_now = read[2] if read is not None else await tasks.open_tasks(session, case.id)
+    others = [t for t in open_now if t.id != task.id]
     sms_only = case.risk_level in values.sms_only_risk and not others
     decision = rules.after_sms(delivered=result.accepted, sms_only=sms_only, policy=values)
     await apply(session, case, decision, notifier, now, actor="sms", open_before=others)
