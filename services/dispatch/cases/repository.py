@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import and_, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,21 +13,28 @@ from shared.db import insert_rows
 TRANSITIONS = CaseTransition.__table__  # type: ignore[attr-defined]
 
 
-async def open_case_for_subject(session: AsyncSession, subject_key: str, since: datetime) -> Case | None:
-    """The subject's open case that last heard a warning since `since`, locked for the joining warning."""
+async def subject_cases(
+    session: AsyncSession, subject_key: str, *, open_since: datetime, closed_since: datetime
+) -> tuple[Case | None, bool]:
+    """In one query: the subject's open case that last heard a warning since `open_since`, locked for the joining
+    warning (the latest opened, if several); and whether a case of the subject closed since `closed_since`.
+
+    The recently closed cases are locked too: they are few, and nothing but a correction changes a closed case."""
     stmt = (
         select(Case)
-        .where(Case.subject_key == subject_key, Case.state != "closed", col(Case.last_warning_at) >= since)
+        .where(
+            Case.subject_key == subject_key,
+            or_(
+                and_(col(Case.state) != "closed", col(Case.last_warning_at) >= open_since),
+                and_(col(Case.state) == "closed", col(Case.closed_at) >= closed_since),
+            ),
+        )
         .order_by(col(Case.opened_at).desc())
-        .limit(1)
         .with_for_update()
     )
-    return (await session.exec(stmt)).first()
-
-
-async def closed_since(session: AsyncSession, subject_key: str, since: datetime) -> bool:
-    stmt = select(Case.id).where(Case.subject_key == subject_key, Case.state == "closed", col(Case.closed_at) >= since)
-    return (await session.exec(stmt.limit(1))).first() is not None
+    found = (await session.exec(stmt)).all()
+    open_case = next((c for c in found if c.state != "closed"), None)
+    return open_case, any(c.state == "closed" for c in found)
 
 
 async def get(session: AsyncSession, case_id: uuid.UUID, *, lock: bool = False) -> Case | None:

@@ -85,13 +85,15 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
     area = await session.get(Area, warning.area_code) if warning.area_code else None
     area = area if area is not None and area.active else None
     versions, values = await policy_for(session, area.area_code if area else None, warning.risk_level)
-    existing = await cases.open_case_for_subject(
-        session, warning.subject_key, now - timedelta(seconds=values.join_window_s)
+    existing, rewarned = await cases.subject_cases(
+        session,
+        warning.subject_key,
+        open_since=now - timedelta(seconds=values.join_window_s),
+        closed_since=now - timedelta(seconds=values.rewarn_window_s),
     )
     if existing is not None:
         await _join(session, existing, warning, notifier, now)
         return
-    rewarned = await cases.closed_since(session, warning.subject_key, now - timedelta(seconds=values.rewarn_window_s))
     subject = warning.subject.model_dump()
     case = Case(
         subject_key=warning.subject_key,

@@ -20,15 +20,22 @@ async def latest(session: AsyncSession, scope: str) -> PolicyVersion | None:
     return (await session.exec(stmt)).first()
 
 
+_IN_FORCE = "quanzu.policies_in_force"
+
+
 async def in_force(session: AsyncSession, area_code: str | None) -> Versions:
-    """The latest district and area versions, in one query (a case opening reads both)."""
-    stmt = (
-        select(PolicyVersion)
-        .where(col(PolicyVersion.scope).in_(_scopes(area_code)))
-        .ext(distinct_on(col(PolicyVersion.scope)))
-        .order_by(col(PolicyVersion.scope), col(PolicyVersion.version).desc())
-    )
-    return _by_scope((await session.exec(stmt)).all(), area_code)
+    """The latest district and area versions, in one query (a case opening reads both). Read once per area and
+    transaction: a consumer's batch of warnings opens cases in a few areas."""
+    known: dict[str | None, Versions] = session.info.setdefault(_IN_FORCE, {})
+    if area_code not in known:
+        stmt = (
+            select(PolicyVersion)
+            .where(col(PolicyVersion.scope).in_(_scopes(area_code)))
+            .ext(distinct_on(col(PolicyVersion.scope)))
+            .order_by(col(PolicyVersion.scope), col(PolicyVersion.version).desc())
+        )
+        known[area_code] = _by_scope((await session.exec(stmt)).all(), area_code)
+    return known[area_code]
 
 
 async def of_versions(session: AsyncSession, ids: set[str], area_code: str | None) -> Versions:
@@ -51,6 +58,7 @@ def _by_scope(versions: Sequence[PolicyVersion], area_code: str | None) -> Versi
 
 
 async def add(session: AsyncSession, policy: PolicyVersion) -> PolicyVersion:
+    session.info.pop(_IN_FORCE, None)  # a new version is in force from now on
     session.add(policy)
     await session.flush()
     return policy
