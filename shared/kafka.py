@@ -100,6 +100,9 @@ class ConsumerLoop:
     that keeps failing for another reason, goes to `<topic>.dlq` with the error in its headers, and the
     partition moves on. An unreachable database is not the message's fault: that is retried until it
     comes back, without dead-lettering anything.
+
+    With a `batch_handler`, a partition's polled records go to it at once; if it raises, they are handled one by
+    one as above, so that a bad message costs its batch one rolled-back transaction and nothing else.
     """
 
     def __init__(

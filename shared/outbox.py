@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import insert_rows, listen
+from shared.db import Row, insert_rows, listen
 from shared.events import Envelope
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISH_SECONDS, OUTBOX_PUBLISHED
 
@@ -70,7 +70,7 @@ async def enqueue(session: AsyncSession, table: sa.Table, topic: str, key: str |
 async def enqueue_many(
     session: AsyncSession, table: sa.Table, events: Sequence[tuple[str, str | None, Envelope]]
 ) -> None:
-    rows: list[dict[str, object]] = [
+    rows: list[Row] = [
         {
             "event_id": envelope.id,
             "event_type": envelope.type,

@@ -300,7 +300,8 @@ class TimerEngine:
         The batch commits after `batch_size` deadlines or `max_batch_s` seconds, whichever comes first: effects
         appear only when their transaction commits, so a long batch would hold all of them back until its end (200
         escalations at 10 ms each are two seconds). Claimed rows not reached by then are released by the commit
-        and claimed again at once.
+        and claimed again at once. With a `batch_handler`, a round of more than one deadline is fired by it at once
+        (`_fire_together`), and `max_batch_s` does not apply: `batch_size` bounds the round.
         """
         t = self.table
         fired: list[tuple[str, float]] = []

@@ -651,7 +651,8 @@ async def send_sms_together(
     not_yet: dict[int, Exception] = {}
     async for due, read in _in_turns(session, [d for d in dues if d.id in sent], locked):
         try:
-            await _sms_sent(session, due, read[:2] if read else None, sent[due.id], notifier, now, read)
+            found_now, open_now = (read[:2], read[2]) if read is not None else (None, None)
+            await _sms_sent(session, due, found_now, sent[due.id], notifier, now, open_now)
         except SmsNotYet as exc:  # raised before anything changed
             not_yet[due.id] = exc
     return not_yet
@@ -676,10 +677,10 @@ async def _sms_sent(
     result: SmsResult,
     notifier: Notifier,
     now: datetime,
-    read: tuple[Task, Case, list[Task]] | None = None,
+    open_now: list[Task] | None = None,
 ) -> None:
     """Record what the provider said of the task's SMS (`found`: the task and its case, locked since), and decide
-    what follows. `read`, when the caller has them at hand: the task, its case and the case's open tasks."""
+    what follows. `open_now`, when the caller has them at hand: the case's open tasks."""
     if found is None or found[0].status not in OPEN_STATUSES or found[1].state == "closed":
         log.info("SMS for task %s went out while its case moved on (%s)", due.ref, found[1].state if found else "gone")
         return
@@ -694,7 +695,7 @@ async def _sms_sent(
     await timers.cancel(session, DEADLINES, task.id, (DUE,))  # not the sms.send deadline being fired
     await _publish(session, case, SmsSentV1(task_id=task.id, case_id=case.id, accepted=result.accepted, at=now))
     values = PolicyValues.model_validate(case.policy)
-    open_now = read[2] if read is not None else await tasks.open_tasks(session, case.id)
+    open_now = open_now if open_now is not None else await tasks.open_tasks(session, case.id)
     others = [t for t in open_now if t.id != task.id]
     sms_only = case.risk_level in values.sms_only_risk and not others
     decision = rules.after_sms(delivered=result.accepted, sms_only=sms_only, policy=values)
