@@ -47,18 +47,27 @@ async def set_team(session: AsyncSession, case_id: uuid.UUID, team_id: uuid.UUID
     await session.exec(update(CaseView).where(col(CaseView.case_id) == case_id).values(team_id=team_id))
 
 
+#: The columns of a received warning, always the same: its upsert is built once, not for each warning (building it,
+#: with its `excluded` mapping, was a tenth of feedback's time on a stream of warnings).
+WARNING_COLUMNS = frozenset(
+    {"warning_id", "received_at", "subject_key", "phone_key", "id_key", "source", "fraud_type", "area_code"}
+)
+_UPSERT = insert(WarningView)
+_RECEIVE_WARNING = _UPSERT.on_conflict_do_update(
+    index_elements=[col(WarningView.warning_id)],
+    set_={
+        **{k: _UPSERT.excluded[k] for k in sorted(WARNING_COLUMNS - {"warning_id", "area_code"})},
+        # dispatch's placement, once known, outranks intake's area
+        "area_code": text("CASE WHEN feedback.warnings.case_id IS NULL THEN excluded.area_code "
+                          "ELSE feedback.warnings.area_code END"),
+    },
+)  # fmt: skip
+
+
 async def receive_warning(session: AsyncSession, values: dict[str, Any]) -> None:
-    stmt = insert(WarningView).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[col(WarningView.warning_id)],
-        set_={
-            **{k: stmt.excluded[k] for k in values if k not in ("warning_id", "area_code")},
-            # dispatch's placement, once known, outranks intake's area
-            "area_code": text("CASE WHEN feedback.warnings.case_id IS NULL THEN excluded.area_code "
-                              "ELSE feedback.warnings.area_code END"),
-        },
-    )  # fmt: skip
-    await session.exec(stmt)
+    if values.keys() != WARNING_COLUMNS:
+        raise ValueError(f"a received warning has the columns {sorted(WARNING_COLUMNS)}, not {sorted(values)}")
+    await (await session.connection()).execute(_RECEIVE_WARNING, values)
 
 
 #: The tables rebuilt from the topics; outcomes, crime reports and feeds are feedback's own records and stay.
