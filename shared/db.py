@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -126,6 +128,23 @@ async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
     sql = "SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
     params = {f"n{i}": n for i, n in enumerate(names)} | {f"v{i}": settings[n] for i, n in enumerate(names)}
     await (await session.connection()).execute(text(sql), params)
+
+
+_REMEMBERED = "quanzu.remembered"
+
+
+async def remembered(session: AsyncSession, name: str, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+    """What `read` returns for `key`, read once per session (one transaction): for what rarely changes and a batch
+    asks for again and again, a team or a policy. `forget` drops what was read under `name`, after a change."""
+    known: dict[Hashable, Any] = session.info.setdefault(_REMEMBERED, {}).setdefault(name, {})
+    if key not in known:
+        known[key] = await read()
+    value: T = known[key]
+    return value
+
+
+def forget(session: AsyncSession, name: str) -> None:
+    session.info.get(_REMEMBERED, {}).pop(name, None)
 
 
 _HELD = "quanzu.held_rows"

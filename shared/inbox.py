@@ -26,19 +26,10 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
     )
 
 
-async def claim(session: AsyncSession, table: sa.Table, consumer: str, event_id: uuid.UUID) -> bool:
-    """True the first time `consumer` sees `event_id`; False for a redelivery."""
-    stmt = (
-        insert(table).values(consumer=consumer, event_id=event_id).on_conflict_do_nothing().returning(table.c.event_id)
-    )
-    conn = await session.connection()
-    return (await conn.execute(stmt)).first() is not None
-
-
-async def claim_many(
+async def claim(
     session: AsyncSession, table: sa.Table, consumer: str, event_ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:
-    """`claim` for many events in one statement: the ids `consumer` sees for the first time."""
+    """Of `event_ids`, those `consumer` sees for the first time (the others are redeliveries), in one statement."""
     if not event_ids:
         return set()
     rows = [{"consumer": consumer, "event_id": event_id} for event_id in dict.fromkeys(event_ids)]
@@ -53,11 +44,10 @@ SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler) -> Handler:
     """Wrap a handler so it runs once per event id, in one transaction with the inbox record; its plain inserts
     (`shared.db.insert_rows`) are written when it returns, one statement per table."""
+    together = transactional_batch(factory, table, consumer, handler)
 
     async def handle(envelope: Envelope) -> None:
-        async with unit_of_work(factory, system_settings()) as session, write_behind(session):
-            if await claim(session, table, consumer, envelope.id):
-                await handler(session, envelope)
+        await together([envelope])
 
     return handle
 
@@ -71,7 +61,7 @@ def transactional_batch(
 
     async def handle(envelopes: Sequence[Envelope]) -> None:
         async with unit_of_work(factory, system_settings()) as session, write_behind(session):
-            fresh = await claim_many(session, table, consumer, [e.id for e in envelopes])
+            fresh = await claim(session, table, consumer, [e.id for e in envelopes])
             for envelope in envelopes:
                 if envelope.id in fresh:
                     fresh.discard(envelope.id)  # the same event twice in one poll is handled once

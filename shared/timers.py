@@ -332,9 +332,7 @@ class TimerEngine:
                 except Exception as exc:
                     await self._failed(session, due, exc)
                     continue
-                mark = sa.update(t).where(t.c.id == due.id).values(fired_at=sa.func.clock_timestamp())
-                fired_at = (await conn.execute(mark.returning(t.c.fired_at))).scalar_one()
-                fired.append((due.kind, max((fired_at - due.due_at).total_seconds(), 0.0)))
+                fired.extend(await self._mark_fired(session, [due]))
             full = full or len(rows) >= self.batch_size
             if not full:  # in the same transaction: one round trip, not another transaction
                 next_in_s = await self._seconds_to_next(conn)
@@ -350,7 +348,6 @@ class TimerEngine:
         savepoint is rolled back, and the deadlines are fired one by one, each failure on its own."""
         if self.batch_handler is None:
             return False
-        t = self.table
         try:
             async with session.begin_nested(), write_behind(session):
                 failed = await self.batch_handler(session, dues)
@@ -359,17 +356,23 @@ class TimerEngine:
                 "deadlines: a batch of %d failed (%s: %s); firing them one by one", len(dues), type(exc).__name__, exc
             )
             return False
-        conn = await session.connection()
-        done = [d for d in dues if d.id not in failed]
-        if done:
-            mark = sa.update(t).where(t.c.id.in_([d.id for d in done])).values(fired_at=sa.func.clock_timestamp())
-            rows = (await conn.execute(mark.returning(t.c.id, t.c.fired_at))).all()
-            fired_at: dict[int, datetime] = {row.id: row.fired_at for row in rows}
-            fired.extend((d.kind, max((fired_at[d.id] - d.due_at).total_seconds(), 0.0)) for d in done)
+        fired.extend(await self._mark_fired(session, [d for d in dues if d.id not in failed]))
         for due in dues:
             if due.id in failed:
                 await self._failed(session, due, failed[due.id])
         return True
+
+    async def _mark_fired(self, session: AsyncSession, dues: list[Due]) -> list[tuple[str, float]]:
+        """Mark the deadlines fired, in one statement; each one's kind and lateness, to observe once committed."""
+        if not dues:
+            return []
+        t = self.table
+        # clock_timestamp(), not now(): now() is when the transaction began, maybe a long handler ago
+        mark = sa.update(t).where(t.c.id.in_([d.id for d in dues])).values(fired_at=sa.func.clock_timestamp())
+        conn = await session.connection()
+        rows = (await conn.execute(mark.returning(t.c.id, t.c.fired_at))).all()
+        fired_at: dict[int, datetime] = {row.id: row.fired_at for row in rows}
+        return [(d.kind, max((fired_at[d.id] - d.due_at).total_seconds(), 0.0)) for d in dues]
 
     def _kind_filter(self) -> list[sa.ColumnElement[bool]]:
         t = self.table

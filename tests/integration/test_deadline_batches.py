@@ -1,6 +1,6 @@
 """Dispatch's escalation engine fires a round's deadlines together (`service.on_deadlines`). That must have the
-effect of firing them one by one (`service.on_deadline`), in the same order; so must the SMS senders' batches
-(`service.send_sms_together` against `service.send_sms`): the same tasks, transitions, events,
+effect of firing them one by one (`service.on_deadlines` on each alone), in the same order; so must the SMS senders'
+batches (`service.send_sms_together` against `service.send_sms`): the same tasks, transitions, events,
 notifications and deadlines, case by case.
 
 Both ways run here on twin sets of cases, in a private database with the demo district and no dispatch running on
@@ -190,7 +190,7 @@ async def test_deadlines_fired_together_have_the_effect_of_firing_them_one_by_on
     async with unit_of_work(factory, system_settings()) as session:
         for due in dues_alone:
             async with write_behind(session):
-                await service.on_deadline(session, due, NOTIFIER, later)
+                await service.on_deadlines(session, [due], NOTIFIER, later)
     one_by_one = statements.count - batched
 
     results = [await what_happened(factory, case) for case in together]

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -540,90 +541,82 @@ async def test_inbox_claim_rolls_back_with_a_failing_handler_so_the_redelivery_i
     assert await count_rows(engine, effects, consumer, envelope.id) == 1
 
 
-async def _batched_loop(
-    broker: Broker, producer: AIOKafkaProducer, topic: str, engine: AsyncEngine, consumer: str, handler: Any
-) -> tuple[ConsumerLoop, Counter[str]]:
-    """A loop as services run it: a polled batch in one transaction, each event alone if that fails."""
+@dataclass
+class BatchedRun:
+    topic: str
+    consumer: str
+    calls: Counter[str]  # alone, batches, batches committed, events in committed batches
+    seen: list[uuid.UUID]  # the events whose effect was written, in order (rolled-back ones included)
+
+
+async def run_batched(
+    broker: Broker, engine: AsyncEngine, effects: sa.Table, produced: list[Envelope], *, poison: uuid.UUID | None = None
+) -> BatchedRun:
+    """Produce `produced` (before the loop starts: one poll), then consume them as services do (a polled batch in one
+    transaction, each event alone if that fails) until the last one is committed. The handler writes an effect row
+    per event, and raises `PoisonMessage` for `poison`."""
+    run = BatchedRun(await new_topic(broker.bootstrap, partitions=1, with_dlq=True), f"plumbing-{uuid.uuid4().hex}",
+                     Counter(), [])  # fmt: skip
+
+    async def effect(session: AsyncSession, envelope: Envelope) -> None:
+        run.seen.append(envelope.id)
+        conn = await session.connection()
+        await conn.execute(sa.insert(effects).values(consumer=run.consumer, event_id=envelope.id))
+        if envelope.id == poison:
+            raise PoisonMessage("names an unknown task")
+
     factory = make_session_factory(engine)
-    calls: Counter[str] = Counter()
-    alone, together = (
-        transactional(factory, INBOX, consumer, handler),
-        transactional_batch(factory, INBOX, consumer, handler),
-    )
+    alone = transactional(factory, INBOX, run.consumer, effect)
+    together = transactional_batch(factory, INBOX, run.consumer, effect)
 
     async def one(envelope: Envelope) -> None:
-        calls["alone"] += 1
+        run.calls["alone"] += 1
         await alone(envelope)
 
     async def batch(envelopes: Sequence[Envelope]) -> None:
-        calls["batches"] += 1
+        run.calls["batches"] += 1
         await together(envelopes)
-        calls["batches committed"] += 1
-        calls["events in committed batches"] += len(envelopes)
+        run.calls["batches committed"] += 1
+        run.calls["events in committed batches"] += len(envelopes)
 
-    loop = ConsumerLoop(
-        bootstrap_servers=broker.bootstrap, group=new_group(), topics=[topic], handler=one, producer=producer,
-        batch_handler=batch,
-    )  # fmt: skip
-    return loop, calls
+    async with started_producer(broker.bootstrap) as producer:
+        await produce(producer, run.topic, [e.to_bytes() for e in produced], key=b"k")
+        loop = ConsumerLoop(
+            bootstrap_servers=broker.bootstrap, group=new_group(), topics=[run.topic], handler=one,
+            producer=producer, batch_handler=batch,
+        )  # fmt: skip
+        async with running(loop.run()):
+            await wait_for(
+                lambda: count_rows(engine, INBOX, run.consumer, produced[-1].id), timeout=30,
+                message="the last one committed",
+            )  # fmt: skip
+    return run
 
 
 async def test_a_polled_batch_is_handled_in_one_transaction_once_per_event(
     broker: Broker, engine: AsyncEngine, effects: sa.Table
 ) -> None:
-    topic = await new_topic(broker.bootstrap, partitions=1, with_dlq=True)
-    consumer = f"plumbing-{uuid.uuid4().hex}"
     first, second, last = new_envelope(1), new_envelope(2), new_envelope(3)
-    seen: list[uuid.UUID] = []
+    run = await run_batched(broker, engine, effects, [first, first, second, last])
 
-    async def effect(session: AsyncSession, envelope: Envelope) -> None:
-        seen.append(envelope.id)
-        conn = await session.connection()
-        await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
-
-    async with started_producer(broker.bootstrap) as producer:
-        values = [e.to_bytes() for e in (first, first, second, last)]  # produced before the loop: one poll
-        await produce(producer, topic, values, key=b"k")
-        loop, calls = await _batched_loop(broker, producer, topic, engine, consumer, effect)
-        async with running(loop.run()):
-            await wait_for(
-                lambda: count_rows(engine, INBOX, consumer, last.id), timeout=30, message="the last one committed"
-            )
-
-    assert seen == [first.id, second.id, last.id]  # in order, the duplicate once
-    assert calls["batches"] == calls["batches committed"] >= 1
-    assert calls["events in committed batches"] >= 3  # (a poll may stop short of the last: it goes alone)
+    assert run.seen == [first.id, second.id, last.id]  # in order, the duplicate once
+    assert run.calls["batches"] == run.calls["batches committed"] >= 1
+    assert run.calls["events in committed batches"] >= 3  # (a poll may stop short of the last: it goes alone)
     for envelope in (first, second, last):
-        assert await count_rows(engine, effects, consumer, envelope.id) == 1
-        assert await count_rows(engine, INBOX, consumer, envelope.id) == 1
+        assert await count_rows(engine, effects, run.consumer, envelope.id) == 1
+        assert await count_rows(engine, INBOX, run.consumer, envelope.id) == 1
 
 
 async def test_a_failing_batch_is_rolled_back_and_handled_again_event_by_event(
     broker: Broker, engine: AsyncEngine, effects: sa.Table
 ) -> None:
-    topic = await new_topic(broker.bootstrap, partitions=1, with_dlq=True)
-    consumer = f"plumbing-{uuid.uuid4().hex}"
     first, poison, last = new_envelope(1), new_envelope(2), new_envelope(3)
+    run = await run_batched(broker, engine, effects, [first, poison, last], poison=poison.id)
 
-    async def effect(session: AsyncSession, envelope: Envelope) -> None:
-        conn = await session.connection()
-        await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
-        if envelope.id == poison.id:
-            raise PoisonMessage("names an unknown task")
-
-    async with started_producer(broker.bootstrap) as producer:
-        await produce(producer, topic, [e.to_bytes() for e in (first, poison, last)], key=b"k")
-        loop, calls = await _batched_loop(broker, producer, topic, engine, consumer, effect)
-        async with running(loop.run()):
-            await wait_for(lambda: calls["alone"] == 3, timeout=30, message="the events handled one by one")
-            await wait_for(
-                lambda: count_rows(engine, INBOX, consumer, last.id), timeout=30, message="the last one committed"
-            )
-
-    assert calls == {"batches": 1, "alone": 3}  # the batch failed, then each event alone
-    assert [await count_rows(engine, effects, consumer, e.id) for e in (first, poison, last)] == [1, 0, 1]
-    assert await count_rows(engine, INBOX, consumer, poison.id) == 0
-    [dead] = await read_topic(broker.bootstrap, dead_letter_topic(topic))
+    assert run.calls == {"batches": 1, "alone": 3}  # the batch failed, then each event alone
+    assert [await count_rows(engine, effects, run.consumer, e.id) for e in (first, poison, last)] == [1, 0, 1]
+    assert await count_rows(engine, INBOX, run.consumer, poison.id) == 0
+    [dead] = await read_topic(broker.bootstrap, dead_letter_topic(run.topic))
     assert dead.value == poison.to_bytes()
 
 

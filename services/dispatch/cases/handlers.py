@@ -36,7 +36,7 @@ def on_outcome(notifier: Notifier) -> SessionHandler:
 
 def on_deadline(notifier: Notifier) -> Handler:
     async def handle(session: AsyncSession, due: Due) -> None:
-        await service.on_deadline(session, due, notifier, datetime.now(UTC))
+        await service.on_deadlines(session, [due], notifier, datetime.now(UTC))
 
     return handle
 

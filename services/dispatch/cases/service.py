@@ -293,7 +293,7 @@ async def close(session: AsyncSession, case: Case, closure: str, now: datetime, 
 
 
 async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifier: Notifier, now: datetime) -> None:
-    """Deadlines fired together, with the effect of `on_deadline` on each in turn, in far fewer statements: their
+    """Deadlines fired together, with the effect of firing each in turn alone, in far fewer statements: their
     tasks and cases are locked in one query, and the cases' open tasks read in one query per turn. (The timer
     engine holds what they insert, events, deadlines, notifications and transitions, to write it in one statement
     per table at the end.)
@@ -303,7 +303,7 @@ async def on_deadlines(session: AsyncSession, dues: Sequence[timers.Due], notifi
     each other, so that only the order within a case matters."""
     found = await tasks.with_cases(session, [d.ref for d in dues if d.kind != UNASSIGNED], lock=LOCK_BOTH)
     async for due, read in _in_turns(session, dues, found):
-        await on_deadline(session, due, notifier, now, read=read)
+        await _on_deadline(session, due, read, notifier, now)
 
 
 async def _in_turns(
@@ -327,15 +327,14 @@ async def _in_turns(
             yield due, (*pair, open_now[pair[1].id]) if pair is not None else None
 
 
-async def on_deadline(
+async def _on_deadline(
     session: AsyncSession,
     due: timers.Due,
+    read: tuple[Task, Case, list[Task]] | None,
     notifier: Notifier,
     now: datetime,
-    *,
-    read: tuple[Task, Case, list[Task]] | None = None,
 ) -> None:
-    """`read`, when the caller has them at hand: the deadline's task and case, locked, and the case's open tasks."""
+    """One deadline. `read`: its task and case, locked, and the case's open tasks (None: the task is gone)."""
     if due.kind == UNASSIGNED:
         case = await cases.get(session, due.ref, lock=True)
         if case is not None and case.area_code is None and case.state != "closed":
@@ -346,12 +345,8 @@ async def on_deadline(
             )  # fmt: skip
         return
     if read is None:
-        found = await tasks.with_case(session, due.ref, lock=LOCK_BOTH)
-        if found is None:
-            return
-        task, case = found
-    else:
-        task, case, _ = read
+        return
+    task, case, open_now = read
     if case.state == "closed":
         return
     values = PolicyValues.model_validate(case.policy)
@@ -370,7 +365,6 @@ async def on_deadline(
                 await _alert_supervisors(session, case, f"a {task.tier} task was not acknowledged in time", notifier)
     elif due.kind == DUE and task.status in OPEN_STATUSES:
         await _breach(session, case, task, task.tier, "due", due.due_at, now)
-        open_now = read[2] if read is not None else await tasks.open_tasks(session, case.id)
         visit_open = any(t.tier == "visit" for t in open_now if t.id != task.id)
         decision = rules.on_due_missed(tier=task.tier, visit_open=visit_open, policy=values)  # type: ignore[arg-type]
         await apply(session, case, decision, notifier, now, actor="deadline", open_before=open_now)
@@ -625,24 +619,22 @@ SMS_ATTEMPTS = 4  # the provider retries within each attempt; the timer engine s
 async def send_sms(
     session: AsyncSession, due: timers.Due, provider: SmsProvider, notifier: Notifier, now: datetime
 ) -> None:
-    """Hand the task's SMS to the provider, keyed by the task id: whatever crashes, the subject gets it once.
-
-    The provider is called before the task and case are locked: a slow provider (its retries take up to
-    `sms_deadline_s`) must not hold up the case's other work, a joining warning, an outcome or a deadline, for that
-    long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless."""
-    found = await tasks.with_case(session, due.ref)
-    if found is None or (phone := _sms_to(*found)) is None:
-        return
-    result = await _deliver(provider, *found, phone)
-    await _sms_sent(session, due, await tasks.with_case(session, due.ref, lock=LOCK_BOTH), result, notifier, now)
+    """One SMS (`send_sms_together`, for one): raises `SmsNotYet` if the provider could not take it this time."""
+    not_yet = await send_sms_together(session, [due], provider, notifier, now)
+    if not_yet:
+        raise not_yet[due.id]
 
 
 async def send_sms_together(
     session: AsyncSession, dues: Sequence[timers.Due], provider: SmsProvider, notifier: Notifier, now: datetime
 ) -> dict[int, Exception]:
-    """`send_sms` for many SMS at once: read in one query, handed to the provider side by side, then locked in one
-    query and recorded in turns (`_in_turns`). Those the provider could not take this time are returned, unchanged,
-    for the timer engine to try again later."""
+    """Hand the tasks' SMS to the provider, each keyed by its task id: whatever crashes, the subject gets it once.
+
+    Read in one query, handed to the provider side by side, then locked in one query and recorded in turns
+    (`_in_turns`). The provider is called before the tasks and cases are locked: a slow provider (its retries take up
+    to `sms_deadline_s`) must not hold up a case's other work, a joining warning, an outcome or a deadline, for that
+    long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless. Those the
+    provider could not take this time are returned, unchanged, for the timer engine to try again later."""
     found = await tasks.with_cases(session, [d.ref for d in dues])
     to_send = [(d, found[d.ref], phone) for d in dues if d.ref in found and (phone := _sms_to(*found[d.ref]))]
     results = await asyncio.gather(*(_deliver(provider, *pair, phone) for _, pair, phone in to_send))
@@ -651,8 +643,7 @@ async def send_sms_together(
     not_yet: dict[int, Exception] = {}
     async for due, read in _in_turns(session, [d for d in dues if d.id in sent], locked):
         try:
-            found_now, open_now = (read[:2], read[2]) if read is not None else (None, None)
-            await _sms_sent(session, due, found_now, sent[due.id], notifier, now, open_now)
+            await _sms_sent(session, due, read, sent[due.id], notifier, now)
         except SmsNotYet as exc:  # raised before anything changed
             not_yet[due.id] = exc
     return not_yet
@@ -673,18 +664,17 @@ async def _deliver(provider: SmsProvider, task: Task, case: Case, phone: str) ->
 async def _sms_sent(
     session: AsyncSession,
     due: timers.Due,
-    found: tuple[Task, Case] | None,
+    read: tuple[Task, Case, list[Task]] | None,
     result: SmsResult,
     notifier: Notifier,
     now: datetime,
-    open_now: list[Task] | None = None,
 ) -> None:
-    """Record what the provider said of the task's SMS (`found`: the task and its case, locked since), and decide
-    what follows. `open_now`, when the caller has them at hand: the case's open tasks."""
-    if found is None or found[0].status not in OPEN_STATUSES or found[1].state == "closed":
-        log.info("SMS for task %s went out while its case moved on (%s)", due.ref, found[1].state if found else "gone")
+    """Record what the provider said of the task's SMS, and decide what follows. `read`: the task and its case, locked
+    since the send, and the case's open tasks (None: the task is gone)."""
+    if read is None or read[0].status not in OPEN_STATUSES or read[1].state == "closed":
+        log.info("SMS for task %s went out while its case moved on (%s)", due.ref, read[1].state if read else "gone")
         return
-    task, case = found
+    task, case, open_now = read
     if not result.accepted and result.retryable and due.attempts + 1 < SMS_ATTEMPTS:
         metrics.SMS_SENT.labels("retrying").inc()
         raise SmsNotYet(result.error or "the provider did not take the message")
@@ -695,7 +685,6 @@ async def _sms_sent(
     await timers.cancel(session, DEADLINES, task.id, (DUE,))  # not the sms.send deadline being fired
     await _publish(session, case, SmsSentV1(task_id=task.id, case_id=case.id, accepted=result.accepted, at=now))
     values = PolicyValues.model_validate(case.policy)
-    open_now = open_now if open_now is not None else await tasks.open_tasks(session, case.id)
     others = [t for t in open_now if t.id != task.id]
     sms_only = case.risk_level in values.sms_only_risk and not others
     decision = rules.after_sms(delivered=result.accepted, sms_only=sms_only, policy=values)

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.policies.models import DEFAULT_SCOPE, PolicyVersion
+from shared.db import forget, remembered
 
 #: The district's version and the area's, either of which may be missing.
 Versions = tuple[PolicyVersion | None, PolicyVersion | None]
@@ -20,22 +21,20 @@ async def latest(session: AsyncSession, scope: str) -> PolicyVersion | None:
     return (await session.exec(stmt)).first()
 
 
-_IN_FORCE = "quanzu.policies_in_force"
-
-
 async def in_force(session: AsyncSession, area_code: str | None) -> Versions:
     """The latest district and area versions, in one query (a case opening reads both). Read once per area and
     transaction: a consumer's batch of warnings opens cases in a few areas."""
-    known: dict[str | None, Versions] = session.info.setdefault(_IN_FORCE, {})
-    if area_code not in known:
+
+    async def read() -> Versions:
         stmt = (
             select(PolicyVersion)
             .where(col(PolicyVersion.scope).in_(_scopes(area_code)))
             .ext(distinct_on(col(PolicyVersion.scope)))
             .order_by(col(PolicyVersion.scope), col(PolicyVersion.version).desc())
         )
-        known[area_code] = _by_scope((await session.exec(stmt)).all(), area_code)
-    return known[area_code]
+        return _by_scope((await session.exec(stmt)).all(), area_code)
+
+    return await remembered(session, "policies.in_force", area_code, read)
 
 
 async def of_versions(session: AsyncSession, ids: set[str], area_code: str | None) -> Versions:
@@ -58,7 +57,7 @@ def _by_scope(versions: Sequence[PolicyVersion], area_code: str | None) -> Versi
 
 
 async def add(session: AsyncSession, policy: PolicyVersion) -> PolicyVersion:
-    session.info.pop(_IN_FORCE, None)  # a new version is in force from now on
+    forget(session, "policies.in_force")  # a new version is in force from now on
     session.add(policy)
     await session.flush()
     return policy

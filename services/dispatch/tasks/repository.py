@@ -12,25 +12,15 @@ from services.dispatch.areas.models import Area
 from services.dispatch.cases.models import Case, CaseWarning
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from services.dispatch.teams.models import Team
-
-
-async def with_case(
-    session: AsyncSession, task_id: uuid.UUID, *, lock: Sequence[type[Task] | type[Case]] = ()
-) -> tuple[Task, Case] | None:
-    """The task and its case in one query; `lock` names the rows to lock (the task, its case, or both)."""
-    stmt = select(Task, Case).join(Case, col(Case.id) == col(Task.case_id)).where(Task.id == task_id)
-    if lock:
-        # populate_existing: rows read earlier in the transaction are refreshed with what the locks were taken on
-        stmt = stmt.with_for_update(of=list(lock)).execution_options(populate_existing=True)
-    row = (await session.exec(stmt)).first()
-    return (row[0], row[1]) if row is not None else None
+from shared.db import remembered
 
 
 async def with_cases(
     session: AsyncSession, task_ids: Sequence[uuid.UUID], *, lock: Sequence[type[Task] | type[Case]] = ()
 ) -> dict[uuid.UUID, tuple[Task, Case]]:
-    """`with_case` for many tasks in one query. Locked in the cases' and tasks' order, so that two transactions
-    locking overlapping sets wait for each other instead of deadlocking."""
+    """The tasks, each with its case, in one query; `lock` names the rows to lock (the tasks, their cases, or both).
+    Locked in the cases' and tasks' order, so that two transactions locking overlapping sets wait for each other
+    instead of deadlocking."""
     if not task_ids:
         return {}
     stmt = (
@@ -40,12 +30,19 @@ async def with_cases(
         .order_by(col(Case.id), col(Task.id))
     )
     if lock:
+        # populate_existing: rows read earlier in the transaction are refreshed with what the locks were taken on
         stmt = stmt.with_for_update(of=list(lock)).execution_options(populate_existing=True)
     return {task.id: (task, case) for task, case in (await session.exec(stmt)).all()}
 
 
+async def with_case(
+    session: AsyncSession, task_id: uuid.UUID, *, lock: Sequence[type[Task] | type[Case]] = ()
+) -> tuple[Task, Case] | None:
+    return (await with_cases(session, [task_id], lock=lock)).get(task_id)
+
+
 async def open_tasks_of(session: AsyncSession, case_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Task]]:
-    """`open_tasks` for many cases in one query; a case without open tasks has an empty list."""
+    """The cases' open tasks, oldest first, in one query; a case without open tasks has an empty list."""
     found: dict[uuid.UUID, list[Task]] = {case_id: [] for case_id in case_ids}
     if case_ids:
         stmt = select(Task).where(col(Task.case_id).in_(case_ids), col(Task.status).in_(OPEN_STATUSES))
@@ -55,8 +52,7 @@ async def open_tasks_of(session: AsyncSession, case_ids: Sequence[uuid.UUID]) ->
 
 
 async def open_tasks(session: AsyncSession, case_id: uuid.UUID) -> list[Task]:
-    stmt = select(Task).where(Task.case_id == case_id, col(Task.status).in_(OPEN_STATUSES))
-    return list((await session.exec(stmt.order_by(col(Task.created_at)))).all())
+    return (await open_tasks_of(session, [case_id]))[case_id]
 
 
 TIER_ORDER = case({"sms": 0, "call": 1, "visit": 2, "follow_up": 3}, value=col(Task.tier), else_=4)
@@ -101,17 +97,15 @@ async def visible(
     return [(t, c) for t, c in (await session.exec(stmt)).all()]
 
 
-_TEAMS = "quanzu.team_ids"
-
-
 async def team_id_for(session: AsyncSession, area_code: str, *, backup: bool) -> uuid.UUID | None:
     """The area's team; for `backup`, the backup team of the area's station. Read once per transaction: a batch of
     escalations in one area asks for the same team each time."""
-    known: dict[tuple[str, bool], uuid.UUID | None] = session.info.setdefault(_TEAMS, {})
-    if (area_code, backup) not in known:
+
+    async def read() -> uuid.UUID | None:
         team = await _team_for(session, area_code, backup=backup)
-        known[(area_code, backup)] = team.id if team is not None else None
-    return known[(area_code, backup)]
+        return team.id if team is not None else None
+
+    return await remembered(session, "team_id_for", (area_code, backup), read)
 
 
 async def _team_for(session: AsyncSession, area_code: str, *, backup: bool) -> Team | None:
