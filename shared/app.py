@@ -18,7 +18,7 @@ from shared import problems
 from shared.db import SessionFactory, make_engine, make_pool, make_session_factory
 from shared.health import Check, database_check, operations_router
 from shared.http import RequestTimer
-from shared.inbox import SessionHandler, transactional, transactional_batch
+from shared.inbox import SessionBatchHandler, transactional, transactional_batch
 from shared.kafka import ConsumerLoop, make_producer
 from shared.logs import configure_logging
 from shared.outbox import OutboxRelay
@@ -84,7 +84,7 @@ class Runtime:
         self.runners["outbox-relay"] = relay.run
         return relay
 
-    def consume(self, group: str, topic: str, handler: SessionHandler, inbox: sa.Table) -> None:
+    def consume(self, group: str, topic: str, handler: SessionBatchHandler, inbox: sa.Table) -> None:
         """Run a consumer of `topic` whose handler applies each event once, in one transaction with its inbox row
         (a partition's polled events in one transaction together, or each alone if that fails)."""
         loop = ConsumerLoop(

@@ -143,8 +143,9 @@ async def remembered(session: AsyncSession, name: str, key: Hashable, read: Call
     return value
 
 
-def forget(session: AsyncSession, name: str) -> None:
-    session.info.get(_REMEMBERED, {}).pop(name, None)
+def forget(session: AsyncSession, *names: str) -> None:
+    for name in names:
+        session.info.get(_REMEMBERED, {}).pop(name, None)
 
 
 _HELD = "quanzu.held_rows"

@@ -39,9 +39,22 @@ async def claim(
 
 
 SessionHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+# The new events of a batch, in order, at once: with the effect of handling each in turn on its own, each seeing what
+# the ones before it did. A handler that can read or write for the whole batch at once takes this form.
+SessionBatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 
-def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler) -> Handler:
+def each(handler: SessionHandler) -> SessionBatchHandler:
+    """A per-event handler in batch form: the events one after the other."""
+
+    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            await handler(session, envelope)
+
+    return handle
+
+
+def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionBatchHandler) -> Handler:
     """Wrap a handler so it runs once per event id, in one transaction with the inbox record; its plain inserts
     (`shared.db.insert_rows`) are written when it returns, one statement per table."""
     together = transactional_batch(factory, table, consumer, handler)
@@ -53,18 +66,21 @@ def transactional(factory: SessionFactory, table: sa.Table, consumer: str, handl
 
 
 def transactional_batch(
-    factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionHandler
+    factory: SessionFactory, table: sa.Table, consumer: str, handler: SessionBatchHandler
 ) -> BatchHandler:
     """`transactional` for a partition's polled events at once: one transaction, one inbox statement, the handler
-    on each new event in turn, and their plain inserts written together at the end. Each event's handler sees what
-    the ones before it did, as if each had committed on its own."""
+    on the new events (the same event twice in one poll once), and their plain inserts written together at the
+    end."""
 
     async def handle(envelopes: Sequence[Envelope]) -> None:
         async with unit_of_work(factory, system_settings()) as session, write_behind(session):
             fresh = await claim(session, table, consumer, [e.id for e in envelopes])
+            new = []
             for envelope in envelopes:
                 if envelope.id in fresh:
                     fresh.discard(envelope.id)  # the same event twice in one poll is handled once
-                    await handler(session, envelope)
+                    new.append(envelope)
+            if new:
+                await handler(session, new)
 
     return handle

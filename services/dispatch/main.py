@@ -52,7 +52,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         rt.relay(OUTBOX)
         notifier = RecordingNotifier()
         for group, topic, handler in (
-            (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, handlers.on_warning(notifier)),
+            (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, handlers.on_warnings(notifier)),
             (OUTCOMES_GROUP, Topic.FEEDBACK_OUTCOMES, handlers.on_outcome(notifier)),
         ):
             rt.consume(group, topic, handler, INBOX)

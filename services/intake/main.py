@@ -27,7 +27,7 @@ from shared.auth import TokenVerifier
 from shared.db import SessionFactory, unit_of_work
 from shared.deps import Authenticator
 from shared.events import Envelope, Topic
-from shared.inbox import transactional
+from shared.inbox import each, transactional
 from shared.kafka import ConsumerLoop
 from shared.runtime import every
 from shared.scope import system_settings
@@ -44,7 +44,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         rt = Runtime.open("intake", settings)
         rt.relay(OUTBOX)
         areas = KnownAreas(rt.factory)
-        apply_registry = transactional(rt.system_factory, INBOX, REGISTRY_GROUP, on_registry_event)
+        apply_registry = transactional(rt.system_factory, INBOX, REGISTRY_GROUP, each(on_registry_event))
 
         async def on_registry(envelope: Envelope) -> None:
             await apply_registry(envelope)

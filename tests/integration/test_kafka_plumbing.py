@@ -31,7 +31,7 @@ from services.feedback.db import INBOX
 from shared.db import SessionFactory, make_session_factory, unit_of_work
 from shared.devinfra import Broker, wait_for
 from shared.events import Envelope, dead_letter_topic
-from shared.inbox import transactional, transactional_batch
+from shared.inbox import each, transactional, transactional_batch
 from shared.kafka import ConsumerLoop, Handler, PoisonMessage, ensure_topics, make_producer, read_to_end
 from shared.outbox import OutboxRelay, create_notify_trigger_sql, enqueue_many, outbox_table, replay_since
 from tests.conftest import scratch_schema
@@ -469,7 +469,7 @@ async def test_inbox_runs_the_handler_once_per_event_id_when_delivered_twice(
         conn = await session.connection()
         await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
 
-    once = transactional(make_session_factory(engine), INBOX, consumer, effect)
+    once = transactional(make_session_factory(engine), INBOX, consumer, each(effect))
 
     async def deliver(envelope: Envelope) -> None:
         deliveries[envelope.id] += 1
@@ -502,7 +502,7 @@ async def test_inbox_concurrent_duplicates_run_the_handler_once(engine: AsyncEng
         conn = await session.connection()
         await conn.execute(sa.insert(effects).values(consumer=consumer, event_id=envelope.id))
 
-    once = transactional(make_session_factory(engine), INBOX, consumer, effect)
+    once = transactional(make_session_factory(engine), INBOX, consumer, each(effect))
     await asyncio.gather(*(once(envelope) for _ in range(4)))
 
     assert calls == 1
@@ -524,7 +524,7 @@ async def test_inbox_claim_rolls_back_with_a_failing_handler_so_the_redelivery_i
         if attempts == 1:
             raise RuntimeError("the handler failed after its effect")
 
-    once = transactional(make_session_factory(engine), INBOX, consumer, fails_first)
+    once = transactional(make_session_factory(engine), INBOX, consumer, each(fails_first))
 
     with pytest.raises(RuntimeError):
         await once(envelope)
@@ -566,8 +566,8 @@ async def run_batched(
             raise PoisonMessage("names an unknown task")
 
     factory = make_session_factory(engine)
-    alone = transactional(factory, INBOX, run.consumer, effect)
-    together = transactional_batch(factory, INBOX, run.consumer, effect)
+    alone = transactional(factory, INBOX, run.consumer, each(effect))
+    together = transactional_batch(factory, INBOX, run.consumer, each(effect))
 
     async def one(envelope: Envelope) -> None:
         run.calls["alone"] += 1

@@ -9,29 +9,28 @@ from services.dispatch.cases import service
 from services.dispatch.notify.service import Notifier
 from services.dispatch.sms.provider import SmsProvider
 from shared.events import Envelope, OutcomeRecordedV1, WarningReceivedV1
-from shared.inbox import SessionHandler
+from shared.inbox import SessionBatchHandler, each
 from shared.timers import BatchHandler, Due, Handler
 
 WARNINGS_GROUP = "dispatch-warnings"
 OUTCOMES_GROUP = "dispatch-outcomes"
 
 
-def on_warning(notifier: Notifier) -> SessionHandler:
-    async def handle(session: AsyncSession, envelope: Envelope) -> None:
-        if envelope.type == WarningReceivedV1.TYPE:
-            warning = WarningReceivedV1.model_validate(envelope.data)
-            await service.on_warning(session, warning, notifier, datetime.now(UTC))
+def on_warnings(notifier: Notifier) -> SessionBatchHandler:
+    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        warnings = [WarningReceivedV1.model_validate(e.data) for e in envelopes if e.type == WarningReceivedV1.TYPE]
+        await service.on_warnings(session, warnings, notifier, datetime.now(UTC))
 
     return handle
 
 
-def on_outcome(notifier: Notifier) -> SessionHandler:
+def on_outcome(notifier: Notifier) -> SessionBatchHandler:
     async def handle(session: AsyncSession, envelope: Envelope) -> None:
         if envelope.type == OutcomeRecordedV1.TYPE:
             outcome = OutcomeRecordedV1.model_validate(envelope.data)
             await service.on_outcome(session, outcome, notifier, datetime.now(UTC))
 
-    return handle
+    return each(handle)
 
 
 def on_deadline(notifier: Notifier) -> Handler:

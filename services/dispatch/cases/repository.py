@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, or_, text
@@ -13,28 +14,45 @@ from shared.db import insert_rows
 TRANSITIONS = CaseTransition.__table__  # type: ignore[attr-defined]
 
 
-async def subject_cases(
-    session: AsyncSession, subject_key: str, *, open_since: datetime, closed_since: datetime
-) -> tuple[Case | None, bool]:
-    """In one query: the subject's open case that last heard a warning since `open_since`, locked for the joining
-    warning (the latest opened, if several); and whether a case of the subject closed since `closed_since`.
+async def subjects_cases(
+    session: AsyncSession, subject_keys: set[str], *, open_since: datetime, closed_since: datetime
+) -> dict[str, list[Case]]:
+    """In one query, each subject's cases that a warning may join or that make it a re-warning: the open ones that
+    last heard a warning since `open_since`, and those closed since `closed_since`; latest opened first. A warning
+    with narrower windows than these picks its own from them (`joinable`, `rewarned`).
 
-    The recently closed cases are locked too: they are few, and nothing but a correction changes a closed case."""
+    They are locked, for the joining warning, in id order (as every locking read of cases is, so that two
+    transactions wait for each other instead of deadlocking); the closed ones too: they are few, and nothing but a
+    correction changes a closed case."""
+    found: dict[str, list[Case]] = {key: [] for key in subject_keys}
+    if not subject_keys:
+        return found
     stmt = (
         select(Case)
         .where(
-            Case.subject_key == subject_key,
+            col(Case.subject_key).in_(subject_keys),
             or_(
                 and_(col(Case.state) != "closed", col(Case.last_warning_at) >= open_since),
                 and_(col(Case.state) == "closed", col(Case.closed_at) >= closed_since),
             ),
         )
-        .order_by(col(Case.opened_at).desc())
+        .order_by(col(Case.id))
         .with_for_update()
     )
-    found = (await session.exec(stmt)).all()
-    open_case = next((c for c in found if c.state != "closed"), None)
-    return open_case, any(c.state == "closed" for c in found)
+    for case in sorted((await session.exec(stmt)).all(), key=lambda c: c.opened_at, reverse=True):
+        found[case.subject_key].append(case)
+    return found
+
+
+def joinable(cases: Sequence[Case], open_since: datetime) -> Case | None:
+    """Of a subject's cases (latest opened first), the open one a warning joins: the latest that heard a warning
+    since `open_since`."""
+    return next((c for c in cases if c.state != "closed" and c.last_warning_at >= open_since), None)
+
+
+def rewarned(cases: Sequence[Case], closed_since: datetime) -> bool:
+    """Whether one of a subject's cases closed since `closed_since`."""
+    return any(c.state == "closed" and c.closed_at is not None and c.closed_at >= closed_since for c in cases)
 
 
 async def get(session: AsyncSession, case_id: uuid.UUID, *, lock: bool = False) -> Case | None:
@@ -45,8 +63,12 @@ async def get(session: AsyncSession, case_id: uuid.UUID, *, lock: bool = False) 
     return (await session.exec(stmt)).first()
 
 
-async def warning_known(session: AsyncSession, warning_id: uuid.UUID) -> bool:
-    return await session.get(CaseWarning, warning_id) is not None
+async def known_warnings(session: AsyncSession, warning_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Of `warning_ids`, those already part of a case, in one query."""
+    if not warning_ids:
+        return set()
+    stmt = select(CaseWarning.warning_id).where(col(CaseWarning.warning_id).in_(warning_ids))
+    return set((await session.exec(stmt)).all())
 
 
 async def warning_ids(session: AsyncSession, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch import metrics
+from services.dispatch.areas import repository as areas_repo
 from services.dispatch.areas.models import Area
 from services.dispatch.cases import policy as rules
 from services.dispatch.cases import repository as cases
@@ -31,6 +32,7 @@ from services.dispatch.sms.provider import SmsProvider, SmsResult, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from shared import timers
+from shared.db import remembered
 from shared.events import (
     CaseClosedV1,
     CaseJoinedV1,
@@ -65,9 +67,14 @@ class FlowError(Exception):
 
 
 async def policy_for(session: AsyncSession, area_code: str | None, risk: str) -> tuple[list[str], PolicyValues]:
-    """The policy versions in force for an area, and the values they give at `risk`."""
-    default, area = await policies.in_force(session, area_code)
-    return [str(v.id) for v in (default, area) if v is not None], values_of(default, area, risk)
+    """The policy versions in force for an area, and the values they give at `risk`; worked out once per area, risk
+    and transaction (a batch of warnings opens cases in a few areas)."""
+
+    async def read() -> tuple[list[str], PolicyValues]:
+        default, area = await policies.in_force(session, area_code)
+        return [str(v.id) for v in (default, area) if v is not None], values_of(default, area, risk)
+
+    return await remembered(session, policies.VALUES_MEMO, (area_code, risk), read)
 
 
 async def _values_at(session: AsyncSession, case: Case, risk: str) -> PolicyValues:
@@ -80,20 +87,57 @@ async def _values_at(session: AsyncSession, case: Case, risk: str) -> PolicyValu
 
 
 async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier: Notifier, now: datetime) -> None:
-    if await cases.warning_known(session, warning.warning_id):
-        return  # a replay of a warning already part of a case
-    area = await session.get(Area, warning.area_code) if warning.area_code else None
-    area = area if area is not None and area.active else None
-    versions, values = await policy_for(session, area.area_code if area else None, warning.risk_level)
-    existing, rewarned = await cases.subject_cases(
+    await on_warnings(session, [warning], notifier, now)
+
+
+async def on_warnings(
+    session: AsyncSession, warnings: Sequence[WarningReceivedV1], notifier: Notifier, now: datetime
+) -> None:
+    """Warnings in turn, each opening a case or joining its subject's open one, with the effect of handling each
+    alone, in far fewer statements: what they read first is read for all of them at once (the warnings already
+    part of a case, their areas, their subjects' cases), so that nothing is flushed between them and a batch's new
+    cases, tasks and rows are written together at the end. A subject's later warning in the batch joins the case its
+    earlier one opened, as it would have found it in the database."""
+    known = await cases.known_warnings(session, [w.warning_id for w in warnings])
+    fresh: list[WarningReceivedV1] = []
+    for warning in warnings:
+        if warning.warning_id not in known:
+            known.add(warning.warning_id)  # the same warning twice in a batch is one warning
+            fresh.append(warning)
+    if not fresh:
+        return  # replays of warnings already part of a case
+    areas = await areas_repo.active(session, {w.area_code for w in fresh if w.area_code})
+    plans = []
+    for warning in fresh:
+        area = areas.get(warning.area_code) if warning.area_code else None
+        plans.append((warning, area, *await policy_for(session, area.area_code if area else None, warning.risk_level)))
+    subjects = await cases.subjects_cases(
         session,
-        warning.subject_key,
-        open_since=now - timedelta(seconds=values.join_window_s),
-        closed_since=now - timedelta(seconds=values.rewarn_window_s),
+        {w.subject_key for w in fresh},
+        open_since=min(now - timedelta(seconds=values.join_window_s) for *_, values in plans),
+        closed_since=min(now - timedelta(seconds=values.rewarn_window_s) for *_, values in plans),
     )
-    if existing is not None:
-        await _join(session, existing, warning, notifier, now)
-        return
+    for warning, area, versions, values in plans:
+        theirs = subjects.setdefault(warning.subject_key, [])
+        existing = cases.joinable(theirs, now - timedelta(seconds=values.join_window_s))
+        if existing is not None:
+            await _join(session, existing, warning, notifier, now)
+            continue
+        rewarned = cases.rewarned(theirs, now - timedelta(seconds=values.rewarn_window_s))
+        theirs.insert(0, await _open(session, warning, area, versions, values, rewarned, notifier, now))
+
+
+async def _open(
+    session: AsyncSession,
+    warning: WarningReceivedV1,
+    area: Area | None,
+    versions: list[str],
+    values: PolicyValues,
+    rewarned: bool,
+    notifier: Notifier,
+    now: datetime,
+) -> Case:
+    """A new case for the warning's subject, under the policy in force, and the tasks its opening calls for."""
     subject = warning.subject.model_dump()
     case = Case(
         subject_key=warning.subject_key,
@@ -107,7 +151,7 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
         residency=warning.subject.residency,
         rewarned=rewarned,
         source=warning.source,
-        policy_version_ids=versions,
+        policy_version_ids=list(versions),
         policy=values.model_dump(),
         opened_at=now,
         assigned_at=now if area else None,
@@ -138,6 +182,7 @@ async def on_warning(session: AsyncSession, warning: WarningReceivedV1, notifier
             message=f"a {case.risk_level}-risk case has no known police area: assign it",
         )  # fmt: skip
     await apply(session, case, decision, notifier, now, actor="policy", open_before=())
+    return case
 
 
 def _case_warning(case: Case, warning: WarningReceivedV1) -> CaseWarning:

@@ -10,6 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.dispatch.policies.models import DEFAULT_SCOPE, PolicyVersion
 from shared.db import forget, remembered
 
+#: Memos of the policies in force, for one transaction: the versions, and what a case gets from them.
+IN_FORCE_MEMO, VALUES_MEMO = "policies.in_force", "policies.values"
 #: The district's version and the area's, either of which may be missing.
 Versions = tuple[PolicyVersion | None, PolicyVersion | None]
 
@@ -34,7 +36,7 @@ async def in_force(session: AsyncSession, area_code: str | None) -> Versions:
         )
         return _by_scope((await session.exec(stmt)).all(), area_code)
 
-    return await remembered(session, "policies.in_force", area_code, read)
+    return await remembered(session, IN_FORCE_MEMO, area_code, read)
 
 
 async def of_versions(session: AsyncSession, ids: set[str], area_code: str | None) -> Versions:
@@ -57,7 +59,7 @@ def _by_scope(versions: Sequence[PolicyVersion], area_code: str | None) -> Versi
 
 
 async def add(session: AsyncSession, policy: PolicyVersion) -> PolicyVersion:
-    forget(session, "policies.in_force")  # a new version is in force from now on
+    forget(session, IN_FORCE_MEMO, VALUES_MEMO)  # a new version is in force from now on
     session.add(policy)
     await session.flush()
     return policy

@@ -26,7 +26,7 @@ from shared.events import (
     Topic,
     WarningReceivedV1,
 )
-from shared.inbox import SessionHandler
+from shared.inbox import SessionBatchHandler, each
 from shared.personal import subject_key
 
 DISPATCH_GROUP = "feedback-dispatch-events"
@@ -87,11 +87,11 @@ def warnings_handler(secret: str, window: timedelta) -> Callable[[AsyncSession, 
     return on_warning
 
 
-def read_model_consumers(secret: str, window: timedelta) -> list[tuple[str, Topic, SessionHandler]]:
+def read_model_consumers(secret: str, window: timedelta) -> list[tuple[str, Topic, SessionBatchHandler]]:
     """(consumer group, topic, handler) of every consumer that builds feedback's read model, in the order
     a rebuild replays them (areas, then cases and tasks, then warnings)."""
     return [
-        (REGISTRY_GROUP, Topic.REGISTRY_EVENTS, on_registry_event),
-        (DISPATCH_GROUP, Topic.DISPATCH_EVENTS, on_dispatch_event),
-        (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, warnings_handler(secret, window)),
+        (REGISTRY_GROUP, Topic.REGISTRY_EVENTS, each(on_registry_event)),
+        (DISPATCH_GROUP, Topic.DISPATCH_EVENTS, each(on_dispatch_event)),
+        (WARNINGS_GROUP, Topic.WARNINGS_RECEIVED, each(warnings_handler(secret, window))),
     ]

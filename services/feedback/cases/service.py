@@ -20,7 +20,7 @@ from services.feedback.db import INBOX
 from services.feedback.settings import FeedbackSettings
 from shared.db import SessionFactory, unit_of_work
 from shared.events import Envelope, Topic, unreadable
-from shared.inbox import SessionHandler, transactional
+from shared.inbox import SessionBatchHandler, transactional
 from shared.kafka import read_to_end
 from shared.scope import system_settings
 
@@ -72,5 +72,5 @@ async def replay(factory: SessionFactory, settings: FeedbackSettings) -> Replaye
     return result
 
 
-def _consumers(settings: FeedbackSettings) -> list[tuple[str, Topic, SessionHandler]]:
+def _consumers(settings: FeedbackSettings) -> list[tuple[str, Topic, SessionBatchHandler]]:
     return read_model_consumers(settings.subject_key_secret.get_secret_value(), settings.post_warning_window)
