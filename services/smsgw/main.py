@@ -5,6 +5,10 @@
   409. Before answering it waits `delay_s`, then fails with `fail_status` (and `Retry-After: retry_after_s` if
   set) with probability `fail_rate`, recording nothing, as set by `POST /v1/control`; `seed` makes the draws
   reproducible.
+- `POST /v1/messages/batch` `{"messages": [{"idempotency_key", "to", "text"}, ...]}`, up to 100: as carriers' batch
+  APIs do, one request for many messages. 200 with `results`, one per message in order, each the `code` and
+  `body` that a single post of it would have got (201, 200, 409 or 422). A fault (delay, failure) is drawn once
+  for the whole request, as a carrier's outage would hit it, and then nothing is recorded.
 - `GET /v1/messages?to=&limit=`: what was sent, newest last. `DELETE /v1/messages`: forget it all.
 - `GET /v1/control`: the fault settings and counters (`requests`, `failures`, `in_flight`).
 
@@ -18,10 +22,10 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.smsgw.settings import SmsGatewaySettings
@@ -38,6 +42,33 @@ class MessageIn(BaseModel):
 
     to: str = Field(min_length=5, max_length=20, pattern=r"^(\+86)?[0-9]+$", description="digits, optional +86")
     text: str = Field(min_length=1, max_length=500)
+
+
+MAX_BATCH = 100
+
+
+class BatchItemIn(BaseModel):
+    """A message of a batch: its own idempotency key, then what a single post's body holds. Read item by item, so
+    that one bad message is refused alone (`BatchIn` takes them as they come)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
+    to: str = Field(min_length=5, max_length=20, pattern=r"^(\+86)?[0-9]+$", description="digits, optional +86")
+    text: str = Field(min_length=1, max_length=500)
+
+
+class BatchIn(BaseModel):
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResult(BaseModel):
+    code: int
+    body: dict[str, Any]
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
 
 
 class Message(BaseModel):
@@ -72,9 +103,9 @@ class ControlIn(BaseModel):
 
 
 class Control(ControlIn):
-    requests: int = Field(description="POST /v1/messages received since the start or the last DELETE")
+    requests: int = Field(description="messages asked for since the start or the last DELETE (a batch's each count)")
     failures: int = Field(description="of which answered with an injected failure")
-    in_flight: int = Field(description="POST /v1/messages being answered right now")
+    in_flight: int = Field(description="messages being answered right now")
 
 
 @dataclass
@@ -92,9 +123,48 @@ class GatewayState:
             **self.control.model_dump(), requests=self.requests, failures=self.failures, in_flight=self.in_flight
         )
 
+    async def fault(self, messages: int) -> None:
+        """The fault injection, drawn once for a request of `messages` messages: the delay, then maybe a failure
+        (raised), as set by `POST /v1/control` when the request arrived."""
+        control = self.control
+        if control.delay_s:
+            await asyncio.sleep(control.delay_s)
+        if control.fail_rate and self.rng.random() < control.fail_rate:
+            self.failures += messages
+            retry_after = None if control.retry_after_s is None else {"Retry-After": str(control.retry_after_s)}
+            raise Problem(
+                control.fail_status,
+                "Injected failure",
+                "The gateway was told to fail.",
+                type="injected-failure",
+                headers=retry_after,
+            )
+
+    def record(self, idempotency_key: str, to: str, text: str) -> tuple[int, Message]:
+        """Record a message once per key: (201, it), or (200, the first) for its key again; a `Problem` (409) for the
+        key with another message. No await: checking the key and recording are one step, even for concurrent
+        retries."""
+        first = self.by_key.get(idempotency_key)
+        if first is not None:
+            if (first.to, first.text) != (to, text):
+                raise Problem(
+                    409,
+                    "Idempotency conflict",
+                    "This Idempotency-Key was used for another message.",
+                    type="idempotency-conflict",
+                )
+            return 200, first
+        message = Message(
+            id=str(uuid.uuid4()), to=to, text=text, received_at=datetime.now(UTC), idempotency_key=idempotency_key
+        )
+        self.messages.append(message)
+        self.by_key[idempotency_key] = message
+        return 201, message
+
 
 class _CountSends:
-    """Counts every `POST /v1/messages` as it arrives and while it is answered, refused ones (4xx) included."""
+    """Counts every message asked for, as it arrives and while it is answered, refused ones (4xx) included: a
+    single post is one; a batch's messages are counted by the route, once its body is read."""
 
     def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
@@ -141,41 +211,19 @@ def create_app(settings: SmsGatewaySettings | None = None) -> FastAPI:
                 400, "Invalid Idempotency-Key", f"At most {MAX_KEY_CHARS} characters.", type="idempotency-key",
                 errors=[{"field": "Idempotency-Key", "message": f"must be at most {MAX_KEY_CHARS} characters"}],
             )  # fmt: skip
-        control = state.control  # the settings when the request arrived
-        if control.delay_s:
-            await asyncio.sleep(control.delay_s)
-        if control.fail_rate and state.rng.random() < control.fail_rate:
-            state.failures += 1
-            retry_after = None if control.retry_after_s is None else {"Retry-After": str(control.retry_after_s)}
-            raise Problem(
-                control.fail_status,
-                "Injected failure",
-                "The gateway was told to fail.",
-                type="injected-failure",
-                headers=retry_after,
-            )
-        # No await from here on: checking the key and recording are one step, even for concurrent retries.
-        first = state.by_key.get(idempotency_key)
-        if first is not None:
-            if (first.to, first.text) != (body.to, body.text):
-                raise Problem(
-                    409,
-                    "Idempotency conflict",
-                    "This Idempotency-Key was used for another message.",
-                    type="idempotency-conflict",
-                )
-            response.status_code = 200
-            return first
-        message = Message(
-            id=str(uuid.uuid4()),
-            to=body.to,
-            text=body.text,
-            received_at=datetime.now(UTC),
-            idempotency_key=idempotency_key,
-        )
-        state.messages.append(message)
-        state.by_key[idempotency_key] = message
+        await state.fault(1)
+        response.status_code, message = state.record(idempotency_key, body.to, body.text)
         return message
+
+    @app.post("/v1/messages/batch", response_model=BatchOut, tags=["messages"])
+    async def send_batch(body: BatchIn) -> BatchOut:
+        state.requests += len(body.messages)
+        state.in_flight += len(body.messages)
+        try:
+            await state.fault(len(body.messages))
+            return BatchOut(results=[_batch_result(state, i, item) for i, item in enumerate(body.messages)])
+        finally:
+            state.in_flight -= len(body.messages)
 
     @app.get("/v1/messages", response_model=Messages, tags=["messages"])
     async def list_messages(to: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Messages:
@@ -201,6 +249,20 @@ def create_app(settings: SmsGatewaySettings | None = None) -> FastAPI:
         return state.snapshot()
 
     return app
+
+
+def _batch_result(state: GatewayState, index: int, item: dict[str, Any]) -> BatchResult:
+    """What a single post of the batch's `item` would have been answered; a field is named as in the batch."""
+    try:
+        message = BatchItemIn.model_validate(item)
+    except ValidationError as exc:
+        errors = [{**e, "field": f"messages[{index}].{e['field']}"} for e in problems.field_errors(exc)]
+        return BatchResult(code=422, body=problems.validation_problem(errors).body())
+    try:
+        code, recorded = state.record(message.idempotency_key, message.to, message.text)
+    except Problem as problem:
+        return BatchResult(code=problem.status, body=problem.body())
+    return BatchResult(code=code, body=recorded.model_dump(mode="json"))
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ import pytest
 import uvicorn
 
 from services.dispatch.sms.provider import (
+    MAX_BATCH,
     HttpSmsProvider,
+    SmsMessage,
     SmsProvider,
     SmsResult,
     retry_after_seconds,
@@ -236,6 +238,53 @@ async def test_gateway_failures_are_reproducible_with_a_seed(gw: httpx.AsyncClie
     first, second = await outcomes(), await outcomes()
     assert first == second
     assert set(first) == {201, 503}
+
+
+def item(phone: str, text: str = "hi", k: str | None = None) -> dict[str, Any]:
+    return {"idempotency_key": k or key(), "to": phone, "text": text}
+
+
+async def test_gateway_batch_answers_each_message_as_its_single_post_would(gw: httpx.AsyncClient) -> None:
+    phone, k = next_phone(), key()
+    single = await gw.post("/v1/messages", json={"to": phone, "text": "first"}, headers={"Idempotency-Key": k})
+    assert single.status_code == 201
+    batch = [item(phone, "new"), item(phone, "first", k), item(phone, "other", k), item("1380013800a"), item(phone)]
+    batch[-1].pop("text")
+
+    response = await gw.post("/v1/messages/batch", json={"messages": batch})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["code"] for r in results] == [201, 200, 409, 422, 422]
+    assert results[1]["body"] == single.json()
+    assert results[2]["body"]["type"].endswith("idempotency-conflict")
+    assert [e["field"] for e in results[3]["body"]["errors"]] == ["messages[3].to"]
+    assert [e["field"] for e in results[4]["body"]["errors"]] == ["messages[4].text"]
+    recorded = await messages(gw, phone)
+    assert [m["text"] for m in recorded] == ["first", "new"]
+    assert results[0]["body"] == recorded[1]
+    assert (await control(gw))["requests"] == 1 + len(batch)
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"messages": []}, {"messages": "x"}, {"messages": [item("13800138000")] * 101}, {"messages": [1]}]
+)
+async def test_gateway_refuses_a_malformed_batch_whole(gw: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    response = await gw.post("/v1/messages/batch", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert [e["field"].split(".")[0].split("[")[0] for e in response.json()["errors"]] == ["messages"]
+    assert await messages(gw) == []
+
+
+async def test_gateway_batch_fails_whole_without_recording(gw: httpx.AsyncClient) -> None:
+    assert (await gw.post("/v1/control", json={"fail_rate": 1, "retry_after_s": 3})).status_code == 200
+    phone = next_phone()
+    failed = await gw.post("/v1/messages/batch", json={"messages": [item(phone), item(phone)]})
+    assert failed.status_code == 503
+    assert failed.headers["retry-after"] == "3"
+    assert await messages(gw, phone) == []
+    state = await control(gw)
+    assert (state["requests"], state["failures"], state["in_flight"]) == (2, 2, 0)
 
 
 # --- the provider against the gateway served by uvicorn ------------------------------------------------------
@@ -503,3 +552,124 @@ async def test_a_gateway_echoing_the_number_is_masked(caplog: pytest.LogCaptureF
     assert (result.accepted, result.retryable) == (False, False)
     assert result.error is not None and "139****5678 is barred" in result.error
     assert phone not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+# --- send_many: batches ---------------------------------------------------------------------------------------
+
+
+def batch_of(phones: list[str], text: str = "x") -> list[SmsMessage]:
+    return [SmsMessage(idempotency_key=key(), phone=phone, text=text) for phone in phones]
+
+
+async def test_many_messages_go_in_batches_each_recorded_once(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    phones = [next_phone() for _ in range(MAX_BATCH + 50)]
+    sent = batch_of(phones)
+    conflict = SmsMessage(idempotency_key=sent[0].idempotency_key, phone=phones[0], text="another text")
+    invalid = SmsMessage(idempotency_key=key(), phone="+12025550123", text="x")
+    sms: SmsProvider = provider(http, gateway)
+
+    results = await sms.send_many([*sent, invalid])
+    assert all(r.accepted and r.provider_id for r in results[:-1]), results
+    assert (results[-1].accepted, results[-1].retryable) == (False, False)
+    for phone, result in zip(phones, results, strict=False):
+        assert [m["id"] for m in await gateway.messages(phone)] == [result.provider_id]
+    assert (await gateway.state())["requests"] == len(sent) + 1
+
+    again = await sms.send_many([sent[0], conflict])
+    assert again[0] == results[0]  # the same key: the first message, not a second one
+    assert (again[1].accepted, again[1].retryable) == (False, False)
+    assert again[1].error is not None and "409" in again[1].error
+    assert len(await gateway.messages(phones[0])) == 1
+
+
+async def test_a_failing_batch_is_retried_whole_until_accepted_once(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    await gateway.control(fail_rate=1)
+    phones = [next_phone() for _ in range(3)]
+    sending = asyncio.create_task(provider(http, gateway).send_many(batch_of(phones)))
+    await gateway.wait_until("failures", 2 * len(phones))  # two failed attempts of the batch
+    await gateway.control()
+
+    results = await sending
+    assert all(r.accepted for r in results), results
+    for phone, result in zip(phones, results, strict=True):
+        assert [m["id"] for m in await gateway.messages(phone)] == [result.provider_id]
+
+
+async def test_a_batch_past_the_deadline_is_retryable_for_every_message(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    await gateway.control(fail_rate=1)
+    results = await provider(http, gateway, total_deadline_s=0.5).send_many(batch_of([next_phone(), next_phone()]))
+    assert [(r.accepted, r.retryable) for r in results] == [(False, True)] * 2
+    assert all(r.error and r.error.startswith("gave up after") for r in results)
+
+
+def carrier_without_batches(seen: list[str]) -> httpx.MockTransport:
+    """A carrier that only takes one message per request, as a gateway before batches did."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path != "/v1/messages":
+            return httpx.Response(404, json={"title": "Not Found"})
+        return httpx.Response(201, json={"id": request.headers["idempotency-key"]})
+
+    return httpx.MockTransport(answer)
+
+
+async def test_a_gateway_without_batches_gets_one_message_per_request() -> None:
+    seen: list[str] = []
+    async with httpx.AsyncClient(transport=carrier_without_batches(seen)) as client:
+        sms = HttpSmsProvider(client, "http://carrier")
+        first, second = batch_of(["13912345678", "13912345679"]), batch_of(["13912345670", "13912345671"])
+        results = [*await sms.send_many(first), *await sms.send_many(second)]
+
+    assert [r.provider_id for r in results] == [m.idempotency_key for m in [*first, *second]]
+    assert seen == ["/v1/messages/batch"] + ["/v1/messages"] * 4  # asked for a batch once, then never again
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"results": [{"code": 503, "body": {}}, {"code": 201, "body": {"id": "b"}}]}, [(False, True), (True, False)]),
+        ({"results": [{"code": 201, "body": {"id": "a"}}]}, [(False, True), (False, True)]),
+        ({"results": [{"code": "201"}, {"code": 201}]}, [(False, True), (False, True)]),
+        ({"nothing": []}, [(False, True), (False, True)]),
+    ],
+)
+async def test_a_batch_answer_is_trusted_only_when_it_accounts_for_each_message(
+    answer: dict[str, Any], expected: list[tuple[bool, bool]]
+) -> None:
+    """An item's own 5xx is retryable for that message alone; an answer that does not say what became of every
+    message is retried whole (harmless: each message keeps its key), here until the deadline."""
+
+    def carrier(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(carrier)) as client:
+        sms = HttpSmsProvider(client, "http://carrier", total_deadline_s=0.3)
+        results = await sms.send_many(batch_of(["13912345678", "13912345679"]))
+    assert [(r.accepted, r.retryable) for r in results] == expected
+
+
+async def test_a_batch_refused_or_echoing_numbers_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    phones = ["13912345678", "13912345679"]
+
+    def carrier(request: httpx.Request) -> httpx.Response:
+        if len(request.content) > 10_000:
+            return httpx.Response(413, json={"title": "Too large"})
+        body = {"title": "Bad number", "detail": f"{phones[0]} is barred"}
+        return httpx.Response(200, json={"results": [{"code": 400, "body": body}, {"code": 201, "body": {}}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(carrier)) as client:
+        sms = HttpSmsProvider(client, "http://carrier")
+        barred, accepted = await sms.send_many(batch_of(phones))
+        refused = await sms.send_many(batch_of(phones, text="字" * 2000))
+
+    assert (barred.accepted, barred.retryable) == (False, False)
+    assert barred.error is not None and "139****5678 is barred" in barred.error
+    assert accepted.accepted and accepted.provider_id is None  # accepted without an id: logged, not fatal
+    assert [(r.accepted, r.retryable, r.error) for r in refused] == [(False, False, "HTTP 413: Too large")] * 2
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert mask_phone(phones[0]) in logged
+    assert not any(phone in logged for phone in phones)

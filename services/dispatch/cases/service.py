@@ -7,7 +7,6 @@ commits the state, the deadlines, the notifications and the outbox events togeth
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -28,7 +27,7 @@ from services.dispatch.notify.service import Notifier
 from services.dispatch.policies import repository as policies
 from services.dispatch.policies.policy import PolicyValues
 from services.dispatch.policies.service import values_of
-from services.dispatch.sms.provider import SmsProvider, SmsResult, sms_text
+from services.dispatch.sms.provider import SmsMessage, SmsProvider, SmsResult, sms_text
 from services.dispatch.tasks import repository as tasks
 from services.dispatch.tasks.models import OPEN_STATUSES, Task
 from shared import timers
@@ -675,14 +674,14 @@ async def send_sms_together(
 ) -> dict[int, Exception]:
     """Hand the tasks' SMS to the provider, each keyed by its task id: whatever crashes, the subject gets it once.
 
-    Read in one query, handed to the provider side by side, then locked in one query and recorded in turns
+    Read in one query, handed to the provider in one request, then locked in one query and recorded in turns
     (`_in_turns`). The provider is called before the tasks and cases are locked: a slow provider (its retries take up
     to `sms_deadline_s`) must not hold up a case's other work, a joining warning, an outcome or a deadline, for that
     long. The idempotency key makes a send repeated after a crash, or raced by the case closing, harmless. Those the
     provider could not take this time are returned, unchanged, for the timer engine to try again later."""
     found = await tasks.with_cases(session, [d.ref for d in dues])
     to_send = [(d, found[d.ref], phone) for d in dues if d.ref in found and (phone := _sms_to(*found[d.ref]))]
-    results = await asyncio.gather(*(_deliver(provider, *pair, phone) for _, pair, phone in to_send))
+    results = await provider.send_many([_message(*pair, phone) for _, pair, phone in to_send])
     sent = {due.id: result for (due, _, _), result in zip(to_send, results, strict=True)}
     locked = await tasks.with_cases(session, [d.ref for d in dues if d.id in sent], lock=LOCK_BOTH)
     not_yet: dict[int, Exception] = {}
@@ -702,8 +701,8 @@ def _sms_to(task: Task, case: Case) -> str | None:
     return str(phone) if phone else None
 
 
-async def _deliver(provider: SmsProvider, task: Task, case: Case, phone: str) -> SmsResult:
-    return await provider.send(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
+def _message(task: Task, case: Case, phone: str) -> SmsMessage:
+    return SmsMessage(idempotency_key=str(task.id), phone=phone, text=sms_text(case.fraud_type))
 
 
 async def _sms_sent(
