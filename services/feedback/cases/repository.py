@@ -7,44 +7,71 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.feedback.cases.models import CaseView, WarningView
+from services.feedback.cases.models import WarningView
 from shared.events import CaseOpenedV1
+
+# The event handlers' writes are prepared `text` statements run on the connection with plain parameters: building
+# an ORM insert or update per event (its values' cache key, its ORM bookkeeping) cost more than the statement.
+_OPEN_CASE = text("""
+    WITH opened AS (
+        INSERT INTO feedback.cases
+               (case_id, warning_id, received_at, opened_at, area_code, station, street, source, fraud_type,
+                risk_level)
+        VALUES (:case_id, :warning_id, :received_at, :opened_at, :area_code, :station, :street, :source,
+                :fraud_type, :risk_level)
+        ON CONFLICT DO NOTHING
+        RETURNING case_id, area_code, station
+    ), the_case AS (  -- this statement does not see its own insert: the case is the new row or the one there was
+        SELECT case_id, area_code, station FROM opened
+        UNION ALL SELECT case_id, area_code, station FROM feedback.cases WHERE case_id = :case_id
+        LIMIT 1
+    )
+    INSERT INTO feedback.warnings (warning_id, case_id, area_code, station)
+    SELECT :warning_id, case_id, area_code, station FROM the_case
+    ON CONFLICT (warning_id) DO UPDATE
+       SET case_id = excluded.case_id, area_code = excluded.area_code, station = excluded.station
+""")
+_PLACE_WARNING = text("""
+    INSERT INTO feedback.warnings (warning_id, case_id, area_code, station)
+    SELECT :warning_id, c.case_id, c.area_code, c.station FROM feedback.cases c WHERE c.case_id = :case_id
+    ON CONFLICT (warning_id) DO UPDATE
+       SET case_id = excluded.case_id, area_code = excluded.area_code, station = excluded.station
+""")
+# The latest closure wins: a corrected outcome re-closes a case with the corrected result.
+_CLOSE_CASE = text("UPDATE feedback.cases SET closure = :closure, closed_at = :at WHERE case_id = :case_id")
+_SET_TEAM = text("UPDATE feedback.cases SET team_id = :team_id WHERE case_id = :case_id")
+_SMS_ACCEPTED = text("""
+    UPDATE feedback.cases SET first_sms_at = least(coalesce(first_sms_at, :at), :at) WHERE case_id = :case_id
+""")
 
 
 async def open_case(session: AsyncSession, event: CaseOpenedV1) -> None:
+    """The case, and its first warning placed in it, in one statement; then its summary, if outcomes came first."""
     values = {
         "case_id": event.case_id, "warning_id": event.warning_id,
         "received_at": event.warning_received_at or event.opened_at, "opened_at": event.opened_at,
         "area_code": event.area_code, "station": event.station, "street": event.street, "source": event.source,
         "fraud_type": event.fraud_type, "risk_level": event.risk_level,
     }  # fmt: skip
-    await session.exec(insert(CaseView).values(**values).on_conflict_do_nothing())
-    await place_warning(session, event.warning_id, event.case_id)
-    await refresh_summary(session, event.case_id)  # on a rebuild, the outcomes are already there
+    conn = await session.connection()
+    await conn.execute(_OPEN_CASE, values)
+    await refresh_summary(session, event.case_id, only_with_outcomes=True)  # on a rebuild, the outcomes are there
 
 
 async def place_warning(session: AsyncSession, warning_id: uuid.UUID, case_id: uuid.UUID) -> None:
     """The warning belongs to the case, and is counted where the case is (dispatch's area, not intake's guess)."""
-    await (await session.connection()).execute(
-        text("""
-        INSERT INTO feedback.warnings (warning_id, case_id, area_code, station)
-        SELECT :warning_id, c.case_id, c.area_code, c.station FROM feedback.cases c WHERE c.case_id = :case_id
-        ON CONFLICT (warning_id) DO UPDATE
-           SET case_id = excluded.case_id, area_code = excluded.area_code, station = excluded.station
-        """).bindparams(warning_id=warning_id, case_id=case_id)
-    )
+    await (await session.connection()).execute(_PLACE_WARNING, {"warning_id": warning_id, "case_id": case_id})
 
 
 async def close_case(session: AsyncSession, case_id: uuid.UUID, closure: str, at: datetime) -> None:
-    # The latest closure wins: a corrected outcome re-closes a case with the corrected result.
-    await session.exec(update(CaseView).where(col(CaseView.case_id) == case_id).values(closure=closure, closed_at=at))
+    await (await session.connection()).execute(_CLOSE_CASE, {"case_id": case_id, "closure": closure, "at": at})
 
 
 async def set_team(session: AsyncSession, case_id: uuid.UUID, team_id: uuid.UUID) -> None:
-    await session.exec(update(CaseView).where(col(CaseView.case_id) == case_id).values(team_id=team_id))
+    await (await session.connection()).execute(_SET_TEAM, {"case_id": case_id, "team_id": team_id})
 
 
 #: The columns of a received warning, always the same: its upsert is built once, not for each warning (building it,
@@ -110,27 +137,31 @@ _SUMMARY = """
      WHERE c.case_id = s.case_id
 """
 _REFRESH_SUMMARY = text(_SUMMARY.format(only="AND case_id = :case_id"))
+_LOCK_CASE = text("SELECT 1 FROM feedback.cases WHERE case_id = :case_id FOR UPDATE")
+_LOCK_CASE_WITH_OUTCOMES = text("""
+    SELECT 1 FROM feedback.cases WHERE case_id = :case_id
+       AND EXISTS (SELECT 1 FROM feedback.outcomes WHERE case_id = :case_id) FOR UPDATE
+""")
 
 
-async def refresh_summary(session: AsyncSession, case_id: uuid.UUID) -> None:
-    """Recount a case's current outcomes into its row (after an outcome, a correction, or the case's arrival).
+async def refresh_summary(session: AsyncSession, case_id: uuid.UUID, *, only_with_outcomes: bool = False) -> None:
+    """Recount a case's current outcomes into its row (after an outcome, a correction, or the case's arrival);
+    `only_with_outcomes`: not at all if it has none (a case arriving before any outcome, as it usually does, has
+    nothing to recount).
 
     The row lock comes first, in its own statement: two outcomes of one case recorded at once then recount one
     after the other, the second seeing the first's committed outcome, instead of each overwriting the other's.
     """
     conn = await session.connection()
-    await conn.execute(
-        text("SELECT 1 FROM feedback.cases WHERE case_id = :case_id FOR UPDATE").bindparams(case_id=case_id)
-    )
-    await conn.execute(_REFRESH_SUMMARY.bindparams(case_id=case_id))
+    params = {"case_id": case_id}
+    locked = await conn.execute(_LOCK_CASE_WITH_OUTCOMES if only_with_outcomes else _LOCK_CASE, params)
+    if only_with_outcomes and locked.first() is None:
+        return
+    await conn.execute(_REFRESH_SUMMARY, params)
 
 
 async def sms_accepted(session: AsyncSession, case_id: uuid.UUID, at: datetime) -> None:
-    await session.exec(
-        update(CaseView)
-        .where(col(CaseView.case_id) == case_id)
-        .values(first_sms_at=sa.func.least(sa.func.coalesce(col(CaseView.first_sms_at), at), at))
-    )
+    await (await session.connection()).execute(_SMS_ACCEPTED, {"case_id": case_id, "at": at})
 
 
 #: Recomputes every summary from the recorded outcomes, reports and SMS receipts, for rows loaded in bulk

@@ -3,14 +3,32 @@
 import uuid
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.feedback.tasks.models import TaskView
 from shared.events import TaskCreatedV1
+
+# Prepared `text` statements with plain parameters, as the case read model's (services.feedback.cases.repository).
+# A new task's completion is its earliest outcome's time if outcomes came first (a rebuild); a correction does not
+# move the time it was done.
+_ADD = text("""
+    INSERT INTO feedback.tasks (task_id, case_id, tier, attempt, area_code, station, team_id, created_at, due_at,
+                                completed_at)
+    SELECT :task_id, :case_id, :tier, :attempt, :area_code, :station, :team_id, :created_at, :due_at,
+           (SELECT min(recorded_at) FROM feedback.outcomes WHERE task_id = :task_id)
+    ON CONFLICT (task_id) DO UPDATE SET completed_at = excluded.completed_at
+     WHERE excluded.completed_at IS NOT NULL
+       AND (feedback.tasks.completed_at IS NULL OR feedback.tasks.completed_at > excluded.completed_at)
+""")
+_COMPLETED = text("""
+    UPDATE feedback.tasks SET completed_at = least(coalesce(completed_at, :at), :at) WHERE task_id = :task_id
+""")
+_ASSIGN = text("UPDATE feedback.tasks SET team_id = :team_id WHERE task_id = :task_id RETURNING tier")
+_SMS_ACCEPTED = text("""
+    UPDATE feedback.tasks SET sms_at = coalesce(sms_at, :at), completed_at = least(coalesce(completed_at, :at), :at)
+     WHERE task_id = :task_id
+""")
+_BREACHED = text("UPDATE feedback.tasks SET breached_at = :at WHERE task_id = :task_id AND breached_at IS NULL")
 
 
 async def add(session: AsyncSession, event: TaskCreatedV1) -> None:
@@ -19,44 +37,23 @@ async def add(session: AsyncSession, event: TaskCreatedV1) -> None:
         "area_code": event.area_code, "station": event.station, "team_id": event.team_id,
         "created_at": event.created_at, "due_at": event.due_at,
     }  # fmt: skip
-    await session.exec(insert(TaskView).values(**values).on_conflict_do_nothing())
-    await (await session.connection()).execute(_COMPLETED_FROM_OUTCOMES.bindparams(task_id=event.task_id))
-
-
-# On a rebuild the task's outcomes are already there; a correction does not move the time it was done.
-_COMPLETED_FROM_OUTCOMES = text("""
-    UPDATE feedback.tasks t SET completed_at = o.first
-      FROM (SELECT min(recorded_at) AS first FROM feedback.outcomes WHERE task_id = :task_id) o
-     WHERE t.task_id = :task_id AND o.first IS NOT NULL AND (t.completed_at IS NULL OR t.completed_at > o.first)
-""")
+    await (await session.connection()).execute(_ADD, values)
 
 
 async def completed(session: AsyncSession, task_id: uuid.UUID, at: datetime) -> None:
-    await session.exec(
-        update(TaskView)
-        .where(col(TaskView.task_id) == task_id)
-        .values(completed_at=sa.func.least(sa.func.coalesce(col(TaskView.completed_at), at), at))
-    )
+    await (await session.connection()).execute(_COMPLETED, {"task_id": task_id, "at": at})
 
 
 async def assign(session: AsyncSession, task_id: uuid.UUID, team_id: uuid.UUID | None) -> str | None:
     """Returns the task's tier (None if the task is unknown)."""
-    stmt = (
-        update(TaskView).where(col(TaskView.task_id) == task_id).values(team_id=team_id).returning(col(TaskView.tier))
-    )
-    return (await session.exec(stmt)).scalar_one_or_none()
+    tier = (await (await session.connection()).execute(_ASSIGN, {"task_id": task_id, "team_id": team_id})).scalar()
+    return None if tier is None else str(tier)
 
 
 async def sms_accepted(session: AsyncSession, task_id: uuid.UUID, at: datetime) -> None:
-    await session.exec(
-        update(TaskView).where(col(TaskView.task_id) == task_id, col(TaskView.sms_at).is_(None)).values(sms_at=at)
-    )
-    await completed(session, task_id, at)
+    """The first SMS accepted for the task; it is done (for an SMS task) at the earliest of that and its outcomes."""
+    await (await session.connection()).execute(_SMS_ACCEPTED, {"task_id": task_id, "at": at})
 
 
 async def breached(session: AsyncSession, task_id: uuid.UUID, at: datetime) -> None:
-    await session.exec(
-        update(TaskView)
-        .where(col(TaskView.task_id) == task_id, col(TaskView.breached_at).is_(None))
-        .values(breached_at=at)
-    )
+    await (await session.connection()).execute(_BREACHED, {"task_id": task_id, "at": at})
