@@ -91,10 +91,13 @@ _RECEIVE_WARNING = _UPSERT.on_conflict_do_update(
 )  # fmt: skip
 
 
-async def receive_warning(session: AsyncSession, values: dict[str, Any]) -> None:
-    if values.keys() != WARNING_COLUMNS:
-        raise ValueError(f"a received warning has the columns {sorted(WARNING_COLUMNS)}, not {sorted(values)}")
-    await (await session.connection()).execute(_RECEIVE_WARNING, values)
+async def receive_warnings(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Upsert received warnings, one row each (a statement cannot update one row twice)."""
+    for values in rows:
+        if values.keys() != WARNING_COLUMNS:
+            raise ValueError(f"a received warning has the columns {sorted(WARNING_COLUMNS)}, not {sorted(values)}")
+    if rows:
+        await (await session.connection()).execute(_RECEIVE_WARNING, rows)
 
 
 #: The tables rebuilt from the topics; outcomes, crime reports and feeds are feedback's own records and stay.

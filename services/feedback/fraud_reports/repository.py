@@ -1,6 +1,7 @@
 """Every query of crime reports and their matches to warnings."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -45,13 +46,13 @@ _MATCH_REPORT = text("""
     )
     UPDATE feedback.warnings SET matched = true WHERE warning_id IN (SELECT warning_id FROM matched)
 """)
-_MATCH_WARNING = text("""
+_MATCH_WARNINGS = text("""
     WITH matched AS (
         INSERT INTO feedback.post_warning_matches (warning_id, report_id, matched_at)
         SELECT w.warning_id, r.id, now() FROM feedback.warnings w JOIN feedback.fraud_reports r
             ON (r.phone_key = w.phone_key OR r.id_key = w.id_key)
            AND r.reported_at >= w.received_at AND r.reported_at <= w.received_at + :window
-         WHERE w.warning_id = :warning_id
+         WHERE w.warning_id = ANY(CAST(:warning_ids AS uuid[]))
         ON CONFLICT DO NOTHING
         RETURNING warning_id
     )
@@ -61,11 +62,17 @@ _MATCH_WARNING = text("""
 
 async def lock_subject(session: AsyncSession, *keys: str | None) -> None:
     """Serialise a warning and a report of the same person: whichever stores second waits for the first to
-    commit and then sees it, so two arriving at once cannot both miss each other."""
-    for key in sorted(k for k in keys if k):
-        await (await session.connection()).execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))").bindparams(key=key)
-        )
+    commit and then sees it, so two arriving at once cannot both miss each other. One statement for any number of
+    keys, taken in key order (as every caller takes them), so that two takers wait instead of deadlocking."""
+    wanted = sorted({k for k in keys if k})
+    if wanted:
+        await (await session.connection()).execute(_LOCK_SUBJECTS, {"keys": wanted})
+
+
+# unnest keeps the array's order, and the function scan calls the lock on each key as it yields it
+_LOCK_SUBJECTS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 7))) FROM unnest(CAST(:keys AS text[])) k"
+)
 
 
 async def match_report(session: AsyncSession, report: FraudReport, window: timedelta) -> int:
@@ -81,10 +88,10 @@ async def match_report(session: AsyncSession, report: FraudReport, window: timed
     return int(result.rowcount)
 
 
-async def match_warning(session: AsyncSession, warning_id: uuid.UUID, window: timedelta) -> int:
-    """Matches a warning that arrived after its crime report (the feed is sometimes faster than the warning)."""
-    result = await (await session.connection()).execute(_MATCH_WARNING.bindparams(warning_id=warning_id, window=window))
-    return int(result.rowcount)
+async def match_warnings(session: AsyncSession, warning_ids: Sequence[uuid.UUID], window: timedelta) -> int:
+    """Matches warnings that arrived after their crime report (the feed is sometimes faster than the warning)."""
+    params = {"warning_ids": list(warning_ids), "window": window}
+    return int((await (await session.connection()).execute(_MATCH_WARNINGS, params)).rowcount)
 
 
 async def add_feed(session: AsyncSession, feed: ReportFeed) -> ReportFeed:
