@@ -149,6 +149,7 @@ def forget(session: AsyncSession, *names: str) -> None:
 
 
 _HELD = "quanzu.held_rows"
+_HELD_UPDATES = "quanzu.held_updates"
 Row = dict[str, object]
 
 
@@ -188,12 +189,37 @@ async def write_held(
     await session.flush()
     conn = await session.connection()
     for each, rows in now.items():
+        await _write_held_updates(session, each)  # they were asked for before these rows were written
         await conn.execute(sa.insert(each), rows)
+
+
+def hold_update(session: AsyncSession, table: sa.Table, statement: sa.Executable, value: object) -> bool:
+    """Inside a `write_behind` block, add `value` to the list that `statement` (an update of `table`) takes as its
+    `:values` parameter, and run it once for all of them: before any row held for `table` is written, or at the end
+    of the block, whichever comes first; so that it changes the rows written before it was asked for, and none
+    written after. False outside a block: the caller runs it now.
+
+    A batch of a hundred SMS or escalations, each retiring a task's deadlines, is then one update, not a hundred."""
+    if _HELD not in session.info:
+        return False
+    updates: dict[sa.Table, dict[sa.Executable, list[object]]] = session.info.setdefault(_HELD_UPDATES, {})
+    updates.setdefault(table, {}).setdefault(statement, []).append(value)
+    return True
+
+
+async def _write_held_updates(session: AsyncSession, table: sa.Table | None = None) -> None:
+    updates: dict[sa.Table, dict[sa.Executable, list[object]]] | None = session.info.get(_HELD_UPDATES)
+    if not updates:
+        return
+    conn = await session.connection()
+    for each in [table] if table is not None else list(updates):
+        for statement, values in updates.pop(each, {}).items():
+            await conn.execute(statement, {"values": values})
 
 
 @asynccontextmanager
 async def write_behind(session: AsyncSession) -> AsyncIterator[None]:
-    """Hold the `insert_rows` of the block and write them at its end, one statement per table.
+    """Hold the `insert_rows` (and `hold_update`s) of the block and write them at its end, one statement per table.
 
     A message's or a deadline's work publishes events, schedules deadlines and appends to a case's timeline at
     several points; held, they are a few statements at the end, after the ORM's one flush (so a new case is
@@ -208,8 +234,10 @@ async def write_behind(session: AsyncSession) -> AsyncIterator[None]:
     try:
         yield
         await write_held(session)
+        await _write_held_updates(session)  # those of tables with no rows held
     finally:
         del session.info[_HELD]
+        session.info.pop(_HELD_UPDATES, None)
 
 
 _DRIVER_PACKAGES = ("asyncpg", "sqlalchemy")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -35,6 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import (
     SessionFactory,
+    hold_update,
     insert_rows,
     is_database_unavailable,
     listen,
@@ -146,8 +148,10 @@ async def schedule_many(
     await insert_rows(session, table, [{"kind": k, "ref": r, "due_at": d} for k, r, d in deadlines])
 
 
-async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: tuple[str, ...] | None = None) -> int:
-    """Retire the pending deadlines of `ref` (a task done in time needs no timer).
+async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: tuple[str, ...] | None = None) -> None:
+    """Retire the pending deadlines of `ref` (a task done in time needs no timer); of those `kinds` only, if given.
+    Inside a `write_behind` block, at its end, in one statement with the block's other cancellations
+    (`shared.db.hold_update`).
 
     A deadline an engine is firing right now (its row locked) is left to the engine: waiting for it would deadlock,
     since the engine's handler waits for the task or case this caller has locked. It came due before this change
@@ -155,16 +159,21 @@ async def cancel(session: AsyncSession, table: sa.Table, ref: uuid.UUID, kinds: 
     """
     # the ref's deadlines scheduled earlier in a `write_behind` block are cancelled too
     await write_held(session, table, matching=lambda row: row["ref"] == ref)
-    pending = sa.select(table.c.id).where(table.c.ref == ref, table.c.fired_at.is_(None))
-    if kinds is not None:
-        pending = pending.where(table.c.kind.in_(kinds))
-    stmt = (
-        sa.update(table)
-        .where(table.c.id.in_(pending.with_for_update(skip_locked=True).scalar_subquery()))
-        .values(fired_at=sa.func.now(), last_error="cancelled")
+    statement = _cancel_statement(table, kinds)
+    if not hold_update(session, table, statement, ref):
+        await (await session.connection()).execute(statement, {"values": [ref]})
+
+
+@functools.cache
+def _cancel_statement(table: sa.Table, kinds: tuple[str, ...] | None) -> sa.TextClause:
+    """The cancellation of the deadlines of the refs in `:values`, built once per table and kinds."""
+    of_kinds = "" if kinds is None else " AND kind = ANY(CAST(:kinds AS text[]))"
+    statement = sa.text(
+        f"UPDATE {table.fullname} SET fired_at = now(), last_error = 'cancelled' WHERE id IN ("
+        f" SELECT id FROM {table.fullname} WHERE ref = ANY(CAST(:values AS uuid[])) AND fired_at IS NULL{of_kinds}"
+        " FOR UPDATE SKIP LOCKED)"
     )
-    conn = await session.connection()
-    return int((await conn.execute(stmt)).rowcount or 0)
+    return statement if kinds is None else statement.bindparams(kinds=list(kinds))
 
 
 Handler = Callable[[AsyncSession, Due], Awaitable[None]]

@@ -273,8 +273,9 @@ async def test_write_behind_holds_inserts_until_its_end_and_drops_them_if_it_rai
         async with write_behind(session):
             await schedule_many(session, TABLE, [(kind, kept, later), (kind, cancelled, later)])
             assert (await conn.execute(count)).scalar_one() == 0  # held
-            assert await cancel(session, TABLE, cancelled) == 1  # a cancel writes what is held first, and sees it
-        assert (await conn.execute(count)).scalar_one() == 1
+            await cancel(session, TABLE, cancelled)  # a cancel writes what is held first, and sees it
+            assert (await conn.execute(count)).scalar_one() == 1  # ... at the end of the block
+        assert (await conn.execute(count)).scalar_one() == 1  # kept only: the cancel ran
         with pytest.raises(RuntimeError):
             async with write_behind(session):
                 await schedule(session, TABLE, kind, dropped, later)
@@ -285,3 +286,58 @@ async def test_write_behind_holds_inserts_until_its_end_and_drops_them_if_it_rai
         conn = await session.connection()
         rows = await conn.execute(sa.select(TABLE.c.ref).where(TABLE.c.kind == kind, TABLE.c.fired_at.is_(None)))
         assert sorted(r.ref for r in rows) == sorted([kept, dropped])
+
+
+async def test_cancels_in_a_block_retire_what_was_scheduled_before_them_and_nothing_after(
+    factory: SessionFactory,
+) -> None:
+    """Inside `write_behind`, cancellations wait for the end of the block (one statement for them all); they must
+    still retire exactly what a cancellation made at once would have: what was pending or held when it was asked
+    for, of its kinds, and nothing scheduled after it."""
+    kind, other = f"k-{uuid.uuid4().hex[:6]}", f"o-{uuid.uuid4().hex[:6]}"
+    later = datetime.now(UTC) + timedelta(days=1)
+    x, y, z, w = (uuid.uuid4() for _ in range(4))
+    async with unit_of_work(factory) as session:
+        await schedule_many(session, TABLE, [(kind, x, later), (other, x, later), (kind, y, later)])
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        pending = sa.select(sa.func.count()).where(TABLE.c.ref.in_([x, y]), TABLE.c.fired_at.is_(None))
+        async with write_behind(session):
+            await cancel(session, TABLE, x, (kind,))
+            await cancel(session, TABLE, y)
+            assert (await conn.execute(pending)).scalar_one() == 3  # not yet: at the end of the block
+            await schedule(session, TABLE, kind, x, later)  # after the cancel: stays
+            await schedule(session, TABLE, kind, z, later)
+            await cancel(session, TABLE, z)  # held, then cancelled
+            await schedule(session, TABLE, kind, w, later)
+            await cancel(session, TABLE, w)
+            await schedule(session, TABLE, other, w, later)  # after its cancel: stays
+    async with unit_of_work(factory) as session:
+        conn = await session.connection()
+        rows = await conn.execute(
+            sa.select(TABLE.c.ref, TABLE.c.kind, TABLE.c.fired_at.is_(None), TABLE.c.last_error).where(
+                TABLE.c.ref.in_([x, y, z, w])
+            )
+        )
+        assert sorted(map(tuple, rows), key=str) == sorted(
+            [
+                (x, kind, False, "cancelled"),
+                (x, other, True, None),
+                (y, kind, False, "cancelled"),
+                (x, kind, True, None),
+                (z, kind, False, "cancelled"),
+                (w, kind, False, "cancelled"),
+                (w, other, True, None),
+            ],
+            key=str,
+        )
+
+
+async def test_a_cancel_outside_a_block_is_made_at_once(factory: SessionFactory) -> None:
+    kind, ref = f"k-{uuid.uuid4().hex[:6]}", uuid.uuid4()
+    async with unit_of_work(factory) as session:
+        await schedule(session, TABLE, kind, ref, datetime.now(UTC) + timedelta(days=1))
+        await cancel(session, TABLE, ref)
+        conn = await session.connection()
+        rows = await conn.execute(sa.select(TABLE.c.last_error).where(TABLE.c.ref == ref))
+        assert [r.last_error for r in rows] == ["cancelled"]
