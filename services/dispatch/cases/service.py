@@ -264,13 +264,14 @@ async def apply(
     await _publish(session, case, *events)
     if decision.alert_supervisor:
         await _alert_supervisors(session, case, decision.alert_supervisor, notifier)
+    open_now = None if open_before is None else [t for t in (*open_before, *created) if t.status in OPEN_STATUSES]
     if decision.close is not None:
-        await close(session, case, decision.close, now, actor=actor, reason=", ".join(decision.notes) or decision.close)
+        reason = ", ".join(decision.notes) or decision.close
+        await close(session, case, decision.close, now, actor=actor, reason=reason, open_now=open_now)
         return
-    if open_before is None:
-        open_tiers = [t.tier for t in await tasks.open_tasks(session, case.id)]
-    else:
-        open_tiers = [t.tier for t in (*open_before, *created) if t.status in OPEN_STATUSES]
+    if open_now is None:
+        open_now = await tasks.open_tasks(session, case.id)
+    open_tiers = [t.tier for t in open_now]
     if open_tiers:
         state = max((TIER_STATE[t] for t in open_tiers), key=STATE_RANK.__getitem__)
         reason = decision.escalation[2] if decision.escalation else ", ".join(t.reason for t in decision.tasks)
@@ -321,8 +322,18 @@ def _task_created(task: Task) -> TaskCreatedV1:
     )  # fmt: skip
 
 
-async def close(session: AsyncSession, case: Case, closure: str, now: datetime, *, actor: str, reason: str) -> None:
-    for task in await tasks.open_tasks(session, case.id):
+async def close(
+    session: AsyncSession,
+    case: Case,
+    closure: str,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+    open_now: Sequence[Task] | None = None,
+) -> None:
+    """Close the case, cancelling its open tasks (`open_now`, when the caller has them at hand) and deadlines."""
+    for task in await tasks.open_tasks(session, case.id) if open_now is None else open_now:
         task.status = "cancelled"
         session.add(task)
         await timers.cancel(session, DEADLINES, task.id)
