@@ -50,14 +50,22 @@ def pg_admin_url() -> Iterator[str]:
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
-    name = f"quanzu_test_{os.getpid()}"
+@asynccontextmanager
+async def migrated_database(pg_admin_url: str, name: str) -> AsyncIterator[str]:
+    """A database of this test process's own, made anew with every migration; dropped afterwards."""
     await drop_database(pg_admin_url, name)
     url = await ensure_database(pg_admin_url, name)
     await asyncio.to_thread(migrate.upgrade, url)
-    yield url
-    await drop_database(pg_admin_url, name)
+    try:
+        yield url
+    finally:
+        await drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    async with migrated_database(pg_admin_url, f"quanzu_test_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

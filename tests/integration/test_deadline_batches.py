@@ -11,7 +11,6 @@ more than once.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -28,14 +27,13 @@ from services.cli import admin
 from services.dispatch.cases import service
 from services.dispatch.notify.service import RecordingNotifier
 from services.dispatch.sms.provider import HttpSmsProvider
-from shared import migrate
 from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work, write_behind
-from shared.devinfra import Broker, drop_database, ensure_database
+from shared.devinfra import Broker
 from shared.events import SubjectData, WarningReceivedV1
 from shared.scope import app_role, system_settings
 from shared.settings import CommonSettings
 from shared.timers import Due
-from tests.conftest import _settings
+from tests.conftest import _settings, migrated_database
 from tests.factories import mobile
 
 AREA = "370202-031"
@@ -45,16 +43,12 @@ NOTIFIER = RecordingNotifier()
 
 @pytest.fixture(scope="module")
 async def engine(pg_admin_url: str, broker: Broker) -> AsyncIterator[AsyncEngine]:
-    name = f"quanzu_batches_{os.getpid()}"
-    await drop_database(pg_admin_url, name)
-    url = await ensure_database(pg_admin_url, name)
-    await asyncio.to_thread(migrate.upgrade, url)
-    settings: CommonSettings = _settings(CommonSettings, url, broker)
-    await admin.demo(settings)
-    engine = make_engine(url, role=app_role("dispatch"))
-    yield engine
-    await engine.dispose()
-    await drop_database(pg_admin_url, name)
+    async with migrated_database(pg_admin_url, f"quanzu_batches_{os.getpid()}") as url:
+        settings: CommonSettings = _settings(CommonSettings, url, broker)
+        await admin.demo(settings)
+        engine = make_engine(url, role=app_role("dispatch"))
+        yield engine
+        await engine.dispose()
 
 
 def _warning(area_code: str | None, now: datetime) -> WarningReceivedV1:

@@ -37,14 +37,13 @@ from services.cli import admin
 from services.dispatch.main import SMS_BATCH
 from services.smsgw.main import create_app as create_gateway
 from services.smsgw.settings import SmsGatewaySettings
-from shared import migrate
 from shared.db import asyncpg_dsn
-from shared.devinfra import Broker, drop_database, ensure_database, free_port, wait_for
+from shared.devinfra import Broker, free_port, wait_for
 from shared.events import Envelope, SubjectData, Topic, WarningReceivedV1
 from shared.kafka import ensure_topics, make_producer
 from shared.personal import subject_key
 from shared.settings import CommonSettings
-from tests.conftest import SUBJECT_SECRET, TOKEN_PRIVATE_KEY, TOKEN_PUBLIC_KEY
+from tests.conftest import SUBJECT_SECRET, TOKEN_PRIVATE_KEY, TOKEN_PUBLIC_KEY, migrated_database
 from tests.kafka_helpers import read_envelopes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,13 +73,8 @@ def next_phone() -> str:
 
 @pytest.fixture(scope="module")
 async def own_database(pg_admin_url: str) -> AsyncIterator[str]:
-    name = f"quanzu_procs_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = await ensure_database(pg_admin_url, name)
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
+    async with migrated_database(pg_admin_url, f"quanzu_procs_{os.getpid()}_{uuid.uuid4().hex[:8]}") as url:
         yield url
-    finally:
-        await drop_database(pg_admin_url, name)
 
 
 @pytest.fixture

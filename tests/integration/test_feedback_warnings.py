@@ -4,7 +4,6 @@ crime-report matches. Run on the handler directly, in a private database, on twi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -18,11 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.feedback.cases.handlers import warnings_handler
 from services.feedback.fraud_reports import service as reports
 from services.feedback.fraud_reports.models import FraudReportCreate
-from shared import migrate
 from shared.db import SessionFactory, make_engine, make_session_factory, unit_of_work
-from shared.devinfra import drop_database, ensure_database
 from shared.events import Envelope, SubjectData, WarningReceivedV1
 from shared.scope import app_role, system_settings
+from tests.conftest import migrated_database
 from tests.factories import mobile, valid_id_number
 from tests.integration.test_deadline_batches import Statements
 
@@ -32,14 +30,10 @@ WINDOW = timedelta(days=30)
 
 @pytest.fixture(scope="module")
 async def engine(pg_admin_url: str) -> AsyncIterator[AsyncEngine]:
-    name = f"quanzu_feedback_warnings_{os.getpid()}"
-    await drop_database(pg_admin_url, name)
-    url = await ensure_database(pg_admin_url, name)
-    await asyncio.to_thread(migrate.upgrade, url)
-    engine = make_engine(url, role=app_role("feedback"))
-    yield engine
-    await engine.dispose()
-    await drop_database(pg_admin_url, name)
+    async with migrated_database(pg_admin_url, f"quanzu_feedback_warnings_{os.getpid()}") as url:
+        engine = make_engine(url, role=app_role("feedback"))
+        yield engine
+        await engine.dispose()
 
 
 def _warning(now: datetime, **subject: str) -> WarningReceivedV1:
