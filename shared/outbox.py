@@ -85,7 +85,12 @@ async def enqueue_many(
 
 class OutboxRelay:
     """Publishes a service's outbox in commit order. One relay publishes at a time per service (an
-    advisory lock), so per-key order on the topic is the order of the outbox, even with replicas."""
+    advisory lock), so per-key order on the topic is the order of the outbox, even with replicas.
+
+    Every replica's relay is woken by every commit's NOTIFY. One that finds another holding the turn waits
+    `idle_poll_s` before it tries again instead of answering each NOTIFY: the holder is publishing those rows (it
+    had the NOTIFY too), and answering them cost an idle intake replica a third of a core at 900 posts/s. If the
+    holder dies, another relay takes over within `idle_poll_s`."""
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         idle_poll_s: float = 1.0,
+        linger_s: float = 0.005,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.service = service
@@ -106,9 +112,21 @@ class OutboxRelay:
         self.producer = producer
         self.batch_size = batch_size
         self.idle_poll_s = idle_poll_s
+        self.linger_s = linger_s
         self.retention = retention
         self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"quanzu-outbox-{table.schema}".encode())
+        # The turn (the advisory lock) and the batch in one round trip, built once: a single row with `got` and no
+        # event when the turn is another relay's or nothing is pending. The lock is taken once, in a materialised
+        # CTE, and now() is the transaction's start, the same for every row.
+        self._turn_and_batch = sa.text(f"""
+            WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(:key) AS got)
+            SELECT turn.got, o.id, o.topic, o.key, o.value, o.created_at, now() AS now
+              FROM turn LEFT JOIN LATERAL (
+                   SELECT id, topic, key, value, created_at FROM {table.fullname}
+                    WHERE turn.got AND published_at IS NULL ORDER BY id LIMIT :limit
+              ) o ON true
+        """)
         self._last_purge = datetime.min
         self._pending_counted_at = -math.inf
 
@@ -126,6 +144,10 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                if published is None:  # another relay has the turn
+                    await asyncio.sleep(self.idle_poll_s)
+                    self._wake.clear()
+                    continue
                 if published >= self.batch_size:
                     continue  # a backlog: straight on with the next batch
                 await self._update_pending()
@@ -133,6 +155,9 @@ class OutboxRelay:
                     await self._purge_if_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
+                    # Woken by a commit: the commits of the next few milliseconds go in the same batch. A relay
+                    # answering each single post's commit on its own ran a transaction per post.
+                    await asyncio.sleep(self.linger_s)
                 self._wake.clear()
         finally:
             listener.cancel()
@@ -142,25 +167,16 @@ class OutboxRelay:
     def wake(self, _payload: str = "") -> None:
         self._wake.set()
 
-    async def publish_batch(self) -> int:
-        """Publish up to one batch; returns how many rows were published (0: none pending or not our turn)."""
+    async def publish_batch(self) -> int | None:
+        """Publish up to one batch; returns how many rows were published (0: none pending), None if another relay
+        has the turn."""
         t = self.table
-        # The turn (the advisory lock) and the batch in one round trip: no turn, no rows. The lock is taken once, in
-        # a materialised CTE, and now() is the transaction's start, the same for every row.
-        turn = (
-            sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key).label("got"))
-            .cte("turn")
-            .prefix_with("MATERIALIZED")
-        )
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.created_at, sa.func.now().label("now"))
-                    .where(sa.select(turn.c.got).scalar_subquery(), t.c.published_at.is_(None))
-                    .order_by(t.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
+            params = {"key": self._lock_key, "limit": self.batch_size}
+            found = (await conn.execute(self._turn_and_batch, params)).all()
+            if not found[0].got:
+                return None
+            rows = [r for r in found if r.id is not None]
             if not rows:
                 return 0
             async with asyncio.timeout(30):

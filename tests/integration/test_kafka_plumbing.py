@@ -659,6 +659,39 @@ async def test_relay_publishes_enqueued_rows_in_order_when_notified_and_marks_th
     assert sample("quanzu_outbox_published_total", service="feedback") >= published_before + len(envelopes)
 
 
+async def test_a_relay_publishes_nothing_while_another_holds_the_turn(
+    broker: Broker, engine: AsyncEngine, database_url: str
+) -> None:
+    topic = await new_topic(broker.bootstrap, partitions=1)
+    envelopes = [new_envelope(i) for i in range(3)]
+    await enqueue(make_session_factory(engine), topic, envelopes)
+    async with started_producer(broker.bootstrap) as producer:
+        relay = relay_for(engine, database_url, producer)
+        async with engine.connect() as other, other.begin():  # another replica's relay, mid-publish
+            await other.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": relay._lock_key})
+            assert await relay.publish_batch() is None
+            assert set((await published_at(engine, envelopes)).values()) == {None}
+        assert await relay.publish_batch() == len(envelopes)
+        assert await relay.publish_batch() == 0
+    assert envelope_ids(await read_topic(broker.bootstrap, topic)) == [e.id for e in envelopes]
+
+
+async def test_two_relays_publish_each_row_once_in_order(
+    broker: Broker, engine: AsyncEngine, database_url: str
+) -> None:
+    """Replicas' relays, all woken by every commit, take turns: each row reaches the topic once, in outbox order."""
+    topic = await new_topic(broker.bootstrap, partitions=1)
+    factory = make_session_factory(engine)
+    envelopes = [new_envelope(i) for i in range(40)]
+    async with started_producer(broker.bootstrap) as producer:
+        relays = [relay_for(engine, database_url, producer, idle_poll_s=0.2) for _ in range(2)]
+        async with running(relays[0].run()), running(relays[1].run()):
+            for i in range(0, len(envelopes), 2):
+                await enqueue(factory, topic, envelopes[i : i + 2])  # many small commits, as single posts make
+            await wait_for(lambda: all_published(engine, envelopes), timeout=20, message="rows published")
+    assert envelope_ids(await read_topic(broker.bootstrap, topic)) == [e.id for e in envelopes]
+
+
 def publishing_failures(caplog: pytest.LogCaptureFixture) -> int:
     return sum(1 for r in caplog.records if r.name == "shared.outbox" and "publishing failed" in r.getMessage())
 
