@@ -102,7 +102,6 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         idle_poll_s: float = 1.0,
-        linger_s: float = 0.005,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.service = service
@@ -112,7 +111,6 @@ class OutboxRelay:
         self.producer = producer
         self.batch_size = batch_size
         self.idle_poll_s = idle_poll_s
-        self.linger_s = linger_s
         self.retention = retention
         self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"quanzu-outbox-{table.schema}".encode())
@@ -155,9 +153,6 @@ class OutboxRelay:
                     await self._purge_if_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
-                    # Woken by a commit: the commits of the next few milliseconds go in the same batch. A relay
-                    # answering each single post's commit on its own ran a transaction per post.
-                    await asyncio.sleep(self.linger_s)
                 self._wake.clear()
         finally:
             listener.cancel()
