@@ -1,23 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.dispatch.areas.models import Area
 
 
-async def get_many(session: AsyncSession, codes: list[str]) -> dict[str, Area]:
+async def get_many(session: AsyncSession, codes: Collection[str], *, lock: bool = False) -> dict[str, Area]:
+    """Of `codes`, the areas the registry has (retired ones too), in one query; locked for an import."""
     if not codes:
         return {}
-    rows = await session.exec(select(Area).where(col(Area.area_code).in_(codes)).with_for_update())
-    return {a.area_code: a for a in rows.all()}
-
-
-async def active(session: AsyncSession, codes: set[str]) -> dict[str, Area]:
-    """Of `codes`, the areas the registry has and has not retired, in one query."""
-    if not codes:
-        return {}
-    rows = await session.exec(select(Area).where(col(Area.area_code).in_(codes), col(Area.active).is_(True)))
+    stmt = select(Area).where(col(Area.area_code).in_(codes))
+    rows = await session.exec(stmt.with_for_update() if lock else stmt)
     return {a.area_code: a for a in rows.all()}
 
 

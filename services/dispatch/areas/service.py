@@ -24,7 +24,7 @@ class ImportSummary:
 
 
 async def import_areas(session: AsyncSession, rows: list[AreaCreate]) -> ImportSummary:
-    existing = await repository.get_many(session, [r.area_code for r in rows])
+    existing = await repository.get_many(session, [r.area_code for r in rows], lock=True)
     created = updated = 0
     changed: list[Area] = []
     now = datetime.now(UTC)

@@ -105,7 +105,8 @@ async def on_warnings(
             fresh.append(warning)
     if not fresh:
         return  # replays of warnings already part of a case
-    areas = await areas_repo.active(session, {w.area_code for w in fresh if w.area_code})
+    known_areas = await areas_repo.get_many(session, {w.area_code for w in fresh if w.area_code})
+    areas = {code: area for code, area in known_areas.items() if area.active}
     plans = []
     for warning in fresh:
         area = areas.get(warning.area_code) if warning.area_code else None

@@ -159,7 +159,9 @@ class HttpSmsProvider:
         self.max_retry_after_s = max_retry_after_s
 
     async def send(self, *, idempotency_key: str, phone: str, text: str) -> SmsResult:
-        message = SmsMessage(idempotency_key=idempotency_key, phone=phone, text=text)
+        return await self._send(SmsMessage(idempotency_key=idempotency_key, phone=phone, text=text))
+
+    async def _send(self, message: SmsMessage) -> SmsResult:
         label = _label(message)
         try:
             result = await self._retried(label, lambda timeout: self._attempt(message, timeout))
@@ -175,8 +177,7 @@ class HttpSmsProvider:
         return [result for chunk in await asyncio.gather(*map(self._batch, chunks)) for result in chunk]
 
     async def _one_by_one(self, messages: Sequence[SmsMessage]) -> list[SmsResult]:
-        sending = (self.send(idempotency_key=m.idempotency_key, phone=m.phone, text=m.text) for m in messages)
-        return list(await asyncio.gather(*sending))
+        return list(await asyncio.gather(*map(self._send, messages)))
 
     async def _batch(self, messages: Sequence[SmsMessage]) -> list[SmsResult]:
         try:
